@@ -1,0 +1,5 @@
+"""`python -m fhirtrd` runs the command line."""
+
+from fhirtrd.cli import run
+
+run()

@@ -1,0 +1,143 @@
+"""CDS Hooks prefetch: the templates we ask for, and the data of a call (prefetched or fetched).
+
+A template key the client left out is fetched from the request's `fhirServer` with its
+`fhirAuthorization` token, only if that server is on the configured allowlist; a key whose value
+is null means "no data" (CDS Hooks 2.0, Prefetch). Data we cannot obtain is a 412.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from fhirtrd.api.errors import BadRequest, HttpError, NotFound, PreconditionFailed
+from fhirtrd.api.fhirfetch import FhirFetcher, normalize_base
+from fhirtrd.terminology import LAB_CONCEPTS, Terminology
+
+FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+_TOKEN = re.compile(r"\{\{\s*context\.([A-Za-z0-9_]+)\s*\}\}")
+
+
+def prefetch_templates(terminology: Terminology) -> dict[str, str]:
+    """The prefetch templates of our services; Observation codes come from the mappings."""
+    scores = sorted(k for k, v in terminology.observations.items() if v.concept not in LAB_CONCEPTS)
+    labs = sorted(k for k, v in terminology.observations.items() if v.concept in LAB_CONCEPTS)
+    patient = "{{context.patientId}}"
+
+    def codes(pairs: list[tuple[str, str]]) -> str:
+        return ",".join(f"{system}|{code}" for system, code in pairs)
+
+    return {
+        "patient": f"Patient/{patient}",
+        "conditions": f"Condition?patient={patient}",
+        "medicationRequests": f"MedicationRequest?patient={patient}",
+        "medicationStatements": f"MedicationStatement?patient={patient}",
+        "medicationDispenses": f"MedicationDispense?patient={patient}",
+        "scores": f"Observation?patient={patient}&code={codes(scores)}",
+        "labs": f"Observation?patient={patient}&code={codes(labs)}",
+        "procedures": f"Procedure?patient={patient}",
+        "intolerances": f"AllergyIntolerance?patient={patient}",
+    }
+
+
+def render(template: str, context: Mapping[str, Any]) -> str:
+    """A template with its {{context.x}} tokens filled from primitive context fields."""
+
+    def value(match: re.Match[str]) -> str:
+        field = match.group(1)
+        v = context.get(field)
+        if not isinstance(v, (str, int)) or isinstance(v, bool) or not FHIR_ID.fullmatch(str(v)):
+            raise BadRequest(
+                f"context.{field} is needed for prefetch and must be a FHIR id",
+                expression=f"context.{field}",
+            )
+        return str(v)
+
+    return _TOKEN.sub(value, template)
+
+
+def resources_of(value: dict[str, Any]) -> list[dict[str, Any]]:
+    """The resources of one prefetch value: a Bundle's entries, or the resource itself."""
+    if value.get("resourceType") == "Bundle":
+        return [
+            e["resource"]
+            for e in value.get("entry") or []
+            if isinstance(e, dict) and isinstance(e.get("resource"), dict)
+        ]
+    return [value]
+
+
+def gather(
+    body: Mapping[str, Any],
+    templates: Mapping[str, str],
+    *,
+    allowlist: tuple[str, ...],
+    fetcher_for: Callable[[str, str | None], FhirFetcher],
+) -> list[dict[str, Any]]:
+    """Every resource the call's prefetch holds, fetching missing keys from an allowed fhirServer."""
+    context = body["context"]
+    prefetch = body.get("prefetch")
+    if prefetch is None:
+        prefetch = {}
+    if not isinstance(prefetch, dict):
+        raise BadRequest("prefetch must be an object", expression="prefetch")
+    resources: list[dict[str, Any]] = []
+    missing: list[tuple[str, str]] = []
+    for key, template in templates.items():
+        if key not in prefetch:
+            missing.append((key, render(template, context)))
+            continue
+        value = prefetch[key]
+        if value is None:
+            continue  # the client has no data for this key
+        if not isinstance(value, dict) or not isinstance(value.get("resourceType"), str):
+            raise BadRequest(
+                f"prefetch.{key} must be a FHIR resource or Bundle", expression=f"prefetch.{key}"
+            )
+        if value["resourceType"] == "OperationOutcome":
+            missing.append((key, render(template, context)))  # the client's own fetch failed
+            continue
+        resources.extend(resources_of(value))
+    if missing:
+        fetcher = _fetcher(body, allowlist, fetcher_for, [k for k, _ in missing])
+        for key, query in missing:
+            try:
+                if "?" in query:
+                    resources.extend(fetcher.search(query))
+                else:
+                    resources.append(fetcher.get(query))
+            except NotFound as exc:
+                raise PreconditionFailed(
+                    f"prefetch {key}: {query} was not found on the FHIR server"
+                ) from exc
+            except HttpError as exc:
+                raise PreconditionFailed(f"prefetch {key}: {exc.message}") from exc
+    return resources
+
+
+def _fetcher(
+    body: Mapping[str, Any],
+    allowlist: tuple[str, ...],
+    fetcher_for: Callable[[str, str | None], FhirFetcher],
+    keys: list[str],
+) -> FhirFetcher:
+    server = body.get("fhirServer")
+    what = ", ".join(keys)
+    if not isinstance(server, str) or not server:
+        raise PreconditionFailed(f"prefetch {what} missing and the request names no fhirServer")
+    allowed = {normalize_base(u) for u in allowlist}
+    if normalize_base(server) not in allowed:
+        raise PreconditionFailed(
+            f"prefetch {what} missing and fhirServer {server} is not on the allowlist"
+        )
+    auth = body.get("fhirAuthorization")
+    token: str | None = None
+    if auth is not None:
+        if not isinstance(auth, dict) or not isinstance(auth.get("access_token"), str):
+            raise BadRequest(
+                "fhirAuthorization must be an object with access_token",
+                expression="fhirAuthorization",
+            )
+        token = auth["access_token"]
+    return fetcher_for(server, token)

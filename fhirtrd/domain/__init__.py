@@ -1,0 +1,1 @@
+"""The pure clinical core: facts in, assessments out. Standard library only."""

@@ -1,0 +1,1 @@
+"""FHIR R4 adapters: inbound (resources → facts) and outbound (assessment → resources)."""

@@ -1,0 +1,1 @@
+"""FHIR server client and batch sync."""
