@@ -33,7 +33,7 @@ import orjson
 
 from bench.population import DEFAULT_AS_OF, PopulationError, generate
 
-MANIFEST = "population.json"
+MANIFEST = "population.manifest"  # not *.json: the CLI reads every .json under the directory
 TARGET_RATIO = 5.0
 TARGET_RSS_MB = 300.0
 
@@ -120,7 +120,8 @@ def cli_command() -> list[str]:
 def run_classify(directory: Path, patients: int, as_of: date, out: Path) -> ClassifyRun:
     """Run the CLI once; wall time around the child, its own rusage (peak RSS, CPU) via wait4."""
     size = sum(p.stat().st_size for p in ndjson_files(directory))
-    cmd = [*cli_command(), "classify", str(directory), "--as-of", as_of.isoformat(), "--format", "json"]
+    cmd = [*cli_command(), "classify", str(directory), "--as-of", as_of.isoformat(), "--format", "json",
+           "--no-progress"]
     err_path = out.with_suffix(".stderr")
     with out.open("wb") as stdout, err_path.open("wb") as stderr:
         began = time.perf_counter()

@@ -19,6 +19,7 @@ from fhirtrd.api.auth import Authenticator, JwtVerifier
 from fhirtrd.api.config import ServiceSettings, load_settings
 from fhirtrd.api.errors import HttpError, cds_error, operation_outcome
 from fhirtrd.api.prefetch import prefetch_templates
+from fhirtrd.fhir.outbound import OutputSettings
 from fhirtrd.terminology import Terminology, load_terminology
 
 log = logging.getLogger("fhirtrd.api")
@@ -37,6 +38,7 @@ class Service:
     session: requests.Session
     auth: Authenticator
     templates: dict[str, str]
+    output_settings: OutputSettings
 
     def as_of(self) -> date:
         return self.settings.as_of or date.today()
@@ -85,6 +87,7 @@ def create_app(
         session=http,
         auth=Authenticator(settings, JwtVerifier(settings, http)),
         templates=prefetch_templates(terminology),
+        output_settings=OutputSettings(canonical_base=settings.canonical_base),
     )
     api = Api(app)
     api.spec.components.security_scheme(

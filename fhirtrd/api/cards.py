@@ -214,7 +214,7 @@ def order_cards(
                 nth = _ORDINALS[min(len(failed), len(_ORDINALS) - 1)]
                 messages.append((
                     "class",
-                    f"{nth} {drug.drug_class} after {_count(len(failed))} failed adequate "
+                    f"{order.ingredient}: {nth} {drug.drug_class} after {_count(len(failed))} failed adequate "
                     f"{drug.drug_class} trials — a different class or augmentation is recommended",
                     _trials_markdown(failed),
                 ))

@@ -222,7 +222,10 @@ def _record_actions(svc: Service, result: dict[str, Any]) -> dict[str, list[dict
         disorder = _disorder_of(resource)
         if disorder is None:
             continue
-        label = (resource.get("code") or {}).get("text") or resource["resourceType"]
+        code = resource.get("code") or {}
+        label = code.get("text") or next(
+            (c.get("display") for c in code.get("coding") or [] if c.get("display")),
+            resource["resourceType"])
         by_disorder.setdefault(disorder, []).append(
             {"type": "create", "description": f"Create {resource['resourceType']}: {label}",
              "resource": resource})

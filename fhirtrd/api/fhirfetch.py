@@ -73,8 +73,9 @@ class FhirFetcher:
 
     def _same_server(self, url: str) -> bool:
         parts = urlsplit(url)
+        base_path = self._origin.path.rstrip("/")
         return (parts.scheme, parts.netloc) == (self._origin.scheme, self._origin.netloc) and (
-            parts.path.startswith(self._origin.path)
+            parts.path == base_path or parts.path.startswith(base_path + "/")
         )
 
     def get(self, relative: str) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+import requests
 from flask import Response, request
 from flask_smorest import Blueprint
 
@@ -16,6 +17,7 @@ from fhirtrd.api.errors import (
 from fhirtrd.api.fhirfetch import FhirFetcher
 from fhirtrd.api.prefetch import FHIR_ID
 from fhirtrd.domain.model import PatientResult
+from fhirtrd.fhir.outbound import build_transaction
 from fhirtrd.schemas import ResultsSchema, dump_result
 from fhirtrd.service import classify_bundle, classify_resources
 
@@ -90,12 +92,16 @@ def check_bundle(body: Any) -> dict[str, Any]:
 
 def transaction_of(svc: Service, results: list[dict[str, Any]]) -> dict[str, Any]:
     """One transaction Bundle holding the write-back of every patient's result."""
-    from fhirtrd.fhir.outbound import build_transaction
-
     bundles = [build_transaction(r, svc.output_settings) for r in results]
     if len(bundles) == 1:
         return bundles[0]
-    entries = [e for b in bundles for e in b.get("entry", [])]
+    entries: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for b in bundles:
+        for entry in b.get("entry", []):
+            if entry.get("fullUrl") not in seen:  # the shared Device appears once
+                seen.add(entry.get("fullUrl"))
+                entries.append(entry)
     return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
 
 
@@ -181,8 +187,6 @@ def _post_transaction(svc: Service, base: str, bundle: dict[str, Any]) -> dict[s
     headers = {"Content-Type": FHIR_JSON, "Accept": FHIR_JSON}
     if svc.settings.fhir_bearer_token:
         headers["Authorization"] = f"Bearer {svc.settings.fhir_bearer_token}"
-    import requests
-
     try:
         response = svc.session.post(base.rstrip("/"), json=bundle, headers=headers,
                                     timeout=svc.settings.fhir_timeout_seconds)

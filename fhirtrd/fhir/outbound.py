@@ -47,6 +47,7 @@ __all__ = [
     "content_hash",
     "is_fhirtrd_output",
     "iter_bundles",
+    "merge_transactions",
     "output_resources",
     "plan_flag_deactivations",
     "write_bundles",
@@ -835,6 +836,20 @@ def build_transaction(
     return bundle
 
 
+def merge_transactions(bundles: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Several patients' transactions as one: entries in order, the shared Device entry once
+    (entries with the same fullUrl are the same resource; a transaction may not repeat one)."""
+    seen: set[str] = set()
+    entries = []
+    for bundle in bundles:
+        for entry in bundle.get("entry", ()):
+            if entry["fullUrl"] in seen:
+                continue
+            seen.add(entry["fullUrl"])
+            entries.append(entry)
+    return _prune({"resourceType": "Bundle", "type": "transaction", "entry": entries})
+
+
 def output_resources(bundle: dict[str, Any]) -> list[dict[str, Any]]:
     """The resources of a bundle built here, in entry order."""
     return [e["resource"] for e in bundle.get("entry", ())]
@@ -920,10 +935,10 @@ def write_bundles(
     *,
     issued: datetime | None = None,
 ) -> list[str]:
-    """Write a Bundle per patient to `<out_dir>/<patient id>.json` (indented), or to `stream` as
-    NDJSON (one Bundle a line). Exactly one of out_dir/stream. Returns the patient ids written."""
-    if (out_dir is None) == (stream is None):
-        raise ValueError("write_bundles needs exactly one of out_dir and stream")
+    """Write a Bundle per patient to `<out_dir>/<patient id>.json` (indented) when `out_dir` is
+    given, else to `stream` as NDJSON (one Bundle a line). Returns the patient ids written."""
+    if out_dir is None and stream is None:
+        raise ValueError("write_bundles needs out_dir or stream")
     written = []
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)

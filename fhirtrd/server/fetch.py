@@ -6,12 +6,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fhirtrd.fhir.inbound import OUTPUT_TAG, RELEVANT, is_output
+from fhirtrd.fhir.inbound import RELEVANT
+from fhirtrd.fhir.outbound import OutputSettings, is_fhirtrd_output
 from fhirtrd.server.client import FhirClient, ServerCapabilities, bundle_resources
 from fhirtrd.server.errors import ResponseError, UnexpectedResponse, response_error
 
-#: resource types fhirtrd writes back (Observations for assessments, Flags for the chart banner)
-OUTPUT_TYPES: tuple[str, ...] = ("Observation", "Flag")
+#: patient resources fhirtrd writes back (fhirtrd.fhir.outbound): assessments, flags, likelihood
+OUTPUT_TYPES: tuple[str, ...] = ("Observation", "Flag", "RiskAssessment")
 PAGE_SIZE = 200
 #: the classifier's input types (fhirtrd.fhir.inbound.RELEVANT) that are searched per patient;
 #: Patient is read directly and Medication comes in through _include of the medication requests
@@ -29,9 +30,12 @@ class PatientRecord:
     via: str  # "$everything" or "search"
 
 
-def output_tag_param() -> str:
-    system, code = OUTPUT_TAG
-    return f"{system}|{code}"
+OUTPUT_TAG_CODE = "fhirtrd-output"
+
+
+def output_tag_param(system: str = OutputSettings().codesystem) -> str:
+    """The _tag search value of fhirtrd's outputs (system|code)."""
+    return f"{system}|{OUTPUT_TAG_CODE}"
 
 
 def _patient_param(caps: ServerCapabilities, resource_type: str, patient_id: str) -> tuple[str, str]:
@@ -61,7 +65,7 @@ def fetch_patient(
                                      kind="everything")
             for r in bundle_resources(page)
         ]
-        return PatientRecord(patient_id, tuple(r for r in resources if not is_output(r)), "$everything")
+        return PatientRecord(patient_id, tuple(r for r in resources if not is_fhirtrd_output(r)), "$everything")
     found: list[dict[str, Any]] = [client.read("Patient", patient_id)]
     known = set(caps.search_params)
     for rtype in types:
@@ -70,13 +74,16 @@ def fetch_patient(
         params = [_patient_param(caps, rtype, patient_id), ("_count", str(page_size))]
         if rtype in MEDICATION_REFERENCING and caps.supports_search_param(rtype, "medication"):
             params.append(("_include", f"{rtype}:medication"))
-        found.extend(r for r in client.search(rtype, params, kind="search") if not is_output(r))
+        found.extend(r for r in client.search(rtype, params, kind="search") if not is_fhirtrd_output(r))
     return PatientRecord(patient_id, tuple(found), "search")
 
 
-def _output_queries(caps: ServerCapabilities, patient_id: str, types: Iterable[str]) -> list[tuple[str, list[tuple[str, str]]]]:
+def _output_queries(
+    caps: ServerCapabilities, patient_id: str, types: Iterable[str], tag_system: str
+) -> list[tuple[str, list[tuple[str, str]]]]:
     return [
-        (rtype, [_patient_param(caps, rtype, patient_id), ("_tag", output_tag_param()), ("_count", "100")])
+        (rtype, [_patient_param(caps, rtype, patient_id), ("_tag", output_tag_param(tag_system)),
+                 ("_count", "100")])
         for rtype in types
     ]
 
@@ -86,14 +93,15 @@ def read_outputs(
     caps: ServerCapabilities,
     patient_id: str,
     types: Sequence[str] = OUTPUT_TYPES,
+    tag_system: str = OutputSettings().codesystem,
 ) -> list[dict[str, Any]]:
     """fhirtrd outputs already on the server for the patient (by meta.tag), in one round trip when
     the server takes batches (one GET search per type inside the batch), else one search per type."""
-    queries = _output_queries(caps, patient_id, types)
+    queries = _output_queries(caps, patient_id, types, tag_system)
     if not caps.batch:
         found: list[dict[str, Any]] = []
         for rtype, params in queries:
-            found.extend(r for r in client.search(rtype, params, kind="outputs") if is_output(r))
+            found.extend(r for r in client.search(rtype, params, kind="outputs") if is_fhirtrd_output(r))
         return found
     from urllib.parse import urlencode
 
@@ -116,7 +124,7 @@ def read_outputs(
             raise _entry_error(client, rtype, params, status, entry)
         page = entry.get("resource")
         for bundle in client.pages(rtype, params, kind="outputs", first_page=page):
-            out.extend(r for r in bundle_resources(bundle) if is_output(r))
+            out.extend(r for r in bundle_resources(bundle) if is_fhirtrd_output(r))
     return out
 
 

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from fhirtrd.fhir.inbound import RELEVANT, is_output
+from fhirtrd.fhir.inbound import RELEVANT
+from fhirtrd.fhir.outbound import is_fhirtrd_output
 from fhirtrd.server.client import FhirClient, ServerCapabilities
 from fhirtrd.server.errors import ServerConfigError
 from fhirtrd.server.state import fhir_instant
@@ -103,7 +104,7 @@ def _raw_ids(client: FhirClient, caps: ServerCapabilities, selection: Selection,
             else:
                 params.append(("_elements", "id,meta"))
             for resource in client.search(rtype, params, kind="select", include_included=False):
-                if is_output(resource):
+                if is_fhirtrd_output(resource):
                     continue  # our own write-back is not a clinical change
                 if resource.get("resourceType") == "Patient" and resource.get("id"):
                     yield str(resource["id"])

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Runs fhirtrd's whole test suite on a fresh machine: a virtualenv with the project and its test
+# extras, the local FHIR test server (sekmet-fhir, in a virtualenv of its own), then pytest.
+# Extra arguments go to pytest (e.g. `bash scripts/test.sh tests/core -x`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]"
+if [ -f .ci/sekmet.sh ]; then
+  bash .ci/sekmet.sh
+fi
+exec .venv/bin/python -m pytest "$@"
