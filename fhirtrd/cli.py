@@ -13,7 +13,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -96,7 +96,8 @@ def run_classify(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> 
             _write_json((dump_result(r) for r in results), run, stdout)
         elif args.format == "fhir":
             from fhirtrd.fhir.outbound import write_bundles
-            write_bundles((dump_result(r) for r in results), args.out, stdout)
+            issued = datetime.now(UTC).replace(microsecond=0)  # one timestamp for the whole run
+            write_bundles((dump_result(r) for r in results), args.out, None if args.out else stdout, issued=issued)
         else:
             _write_table(results, run, stdout)
     except InputError as exc:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import sqlite3
 import threading
 import time
 from collections import OrderedDict
@@ -68,6 +69,41 @@ class ReplayCache:
             return True
 
 
+class SqliteReplayCache:
+    """`jti` values seen, in an SQLite file shared by every gunicorn worker of one host.
+
+    Each worker process holds its own in-memory state, so an in-memory cache would let a token be
+    replayed against another worker; one file (on local disk, never a network share) closes that.
+    """
+
+    def __init__(self, path: str, clock: Callable[[], float] = time.time) -> None:
+        self._path = path
+        self._clock = clock
+        self._local = threading.local()
+
+    def _connection(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self._path, timeout=5.0, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=OFF")
+            conn.execute("CREATE TABLE IF NOT EXISTS seen (iss TEXT NOT NULL, jti TEXT NOT NULL,"
+                         " until REAL NOT NULL, PRIMARY KEY (iss, jti))")
+            conn.execute("CREATE INDEX IF NOT EXISTS seen_until ON seen (until)")
+            self._local.conn = conn
+        return conn
+
+    def first_use(self, issuer: str, jti: str, expires: float) -> bool:
+        conn = self._connection()
+        conn.execute("DELETE FROM seen WHERE until < ?", (self._clock(),))
+        try:
+            conn.execute("INSERT INTO seen (iss, jti, until) VALUES (?, ?, ?)",
+                         (issuer, jti, expires))
+        except sqlite3.IntegrityError:
+            return False
+        return True
+
+
 class JwksCache:
     """JWK Sets fetched from configured/allowlisted URLs, kept `ttl` seconds."""
 
@@ -115,7 +151,10 @@ class JwtVerifier:
         self._leeway = settings.jwt_leeway_seconds
         self._max_age = settings.jwt_max_age_seconds
         self._clock = clock
-        self._replay = ReplayCache(settings.jti_cache_size, clock)
+        self._replay: ReplayCache | SqliteReplayCache = (
+            SqliteReplayCache(settings.jti_cache_path, clock) if settings.jti_cache_path
+            else ReplayCache(settings.jti_cache_size, clock)
+        )
         self._jwks = JwksCache(
             session, settings.jwks_cache_seconds, settings.fhir_timeout_seconds, clock
         )
@@ -171,7 +210,10 @@ class JwtVerifier:
         jti = claims["jti"]
         if not isinstance(jti, str) or not jti:
             raise Unauthorized("JWT jti must be a non-empty string", headers=_CHALLENGE)
-        if not self._replay.first_use(issuer.issuer, jti, float(claims["exp"]) + self._leeway):
+        # Remember the jti while the token could still be accepted: until exp, and never past
+        # iat + max age (an older token is refused above whatever its exp), plus the leeway.
+        until = min(float(claims["exp"]), iat + self._max_age) + self._leeway
+        if not self._replay.first_use(issuer.issuer, jti, until):
             raise Unauthorized("JWT jti was already used (replay)", headers=_CHALLENGE)
         tenant = claims.get("tenant")
         return Caller(

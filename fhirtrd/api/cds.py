@@ -191,13 +191,18 @@ def call_service(service_id: str) -> Response:
     response: dict[str, Any] = {"cards": []}
     if hook.hook == "patient-view":
         if mine is not None:
-            actions = _record_actions(svc, mine)
+            built: list[dict[str, list[dict[str, Any]]]] = []
+
+            def actions(disorder: str) -> list[dict[str, Any]]:
+                if not built:  # the write-back is built only when a card will show
+                    built.append(_record_actions(svc, mine))
+                return built[0].get(disorder, [])
+
             response["cards"] = patient_view_cards(
-                mine, source=_source(svc), call_id=call_id,
-                actions=lambda d: actions.get(d, []))
-            if settings.system_actions:
-                system = [a for d in sorted(actions) for a in actions[d]]
-                if system and response["cards"]:
+                mine, source=_source(svc), call_id=call_id, actions=actions)
+            if settings.system_actions and built:
+                system = [a for d in sorted(built[0]) for a in built[0][d]]
+                if system:
                     response["systemActions"] = system
     else:
         medications = [r for r in resources if r.get("resourceType") == "Medication"]

@@ -62,6 +62,7 @@ class ServiceSettings:
     jwt_leeway_seconds: int = 30
     jwt_max_age_seconds: int = 600
     jti_cache_size: int = 100_000
+    jti_cache_path: str | None = None  # SQLite file shared by the workers of one host
     jwks_cache_seconds: int = 300
     # FHIR servers
     fhir_base_url: str | None = None

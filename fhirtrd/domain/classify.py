@@ -246,7 +246,8 @@ class _Context:
         if adequate and outcome.category == "unknown" and not c.ongoing:
             followed = any(o is not c and o.start > c.start for o in all_courses)
             failed = inferred = followed
-        episode = "previous" if episode_start is not None and c.end < episode_start else "current"
+        # a course belongs to the episode it treated: one that started before the boundary is previous
+        episode = "previous" if episode_start is not None and c.start < episode_start else "current"
         return Trial(
             treatment=c.treatment, kind=kind, treatment_class=self._class(c),
             start=c.start, end=c.end, ongoing=c.ongoing, adequate=adequate, findings=tuple(findings),
@@ -322,20 +323,26 @@ class _Context:
     # -- episodes --------------------------------------------------------------------------------
 
     def episode_boundary(self, disorder: str) -> date | None:
-        """The day after the last run of remission scores lasting ≥ 8 weeks (None: one episode)."""
+        """Start of the current episode: a relapse after ≥ 8 weeks of remission scores (None: one episode).
+
+        A remission that lasts to the latest score is not a new episode: the patient is still in the
+        episode that remitted, so its trials stay current (the next step is then `continue`).
+        """
         cut = {i.key: i.remission_max for i in self.instruments(disorder)}
         series = sorted((m for k in cut for m in self.scores.get(k, [])), key=lambda m: m.when)
         need = int(self.rules.t("remission_episode_end_days"))
         boundary = None
         run_start: date | None = None
+        run_end: date | None = None
         for m in series:
             limit = cut[m.concept]
             if limit is not None and m.value <= limit:
                 run_start = run_start or m.when
-                if (m.when - run_start).days >= need:
-                    boundary = m.when + timedelta(days=1)
-            else:
-                run_start = None
+                run_end = m.when
+                continue
+            if run_start is not None and run_end is not None and (run_end - run_start).days >= need:
+                boundary = run_end + timedelta(days=1)
+            run_start = run_end = None
         return boundary
 
     # -- staging ---------------------------------------------------------------------------------

@@ -32,9 +32,9 @@ from fhirtrd.domain.model import (
     ConditionFact, DataWarning, Dispense, IntoleranceFact, Measurement, MedicationExposure,
     PatientRecord, ProcedureEvent,
 )
+from fhirtrd.fhir.outbound import is_fhirtrd_output
 from fhirtrd.terminology import ATC, Product, Terminology
 
-OUTPUT_TAG = ("http://fhirtrd.org/fhir/CodeSystem/fhirtrd", "fhirtrd-output")
 MED_TYPES = frozenset({"MedicationStatement", "MedicationRequest", "MedicationDispense", "MedicationAdministration"})
 RELEVANT = MED_TYPES | {"Patient", "Condition", "Observation", "Procedure", "AllergyIntolerance",
                         "AdverseEvent", "Medication"}
@@ -94,16 +94,6 @@ def subject_of(resource: dict[str, Any], aliases: dict[str, str]) -> str | None:
         if pid:
             return pid
     return None
-
-
-def is_output(resource: dict[str, Any]) -> bool:
-    """True for resources fhirtrd wrote itself (never read back as input)."""
-    meta = resource.get("meta")
-    if not isinstance(meta, dict):
-        return False
-    tags = meta.get("tag")
-    return isinstance(tags, list) and any(
-        isinstance(t, dict) and (t.get("system"), t.get("code")) == OUTPUT_TAG for t in tags)
 
 
 @cache
@@ -226,7 +216,7 @@ class Adapter:
             aliases: dict[str, str]) -> None:
         """Read one resource of `builder`'s patient (relevance is checked before validation)."""
         handler = self.handlers.get(resource["resourceType"])
-        if handler is None or resource.get("status") == "entered-in-error" or is_output(resource):
+        if handler is None or resource.get("status") == "entered-in-error" or is_fhirtrd_output(resource):
             return
         handler(builder, resource, source, aliases)
 

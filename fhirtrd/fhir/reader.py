@@ -61,10 +61,9 @@ def input_files(paths: Iterable[Path | str]) -> Iterator[Path]:
 
 
 def _open(path: Path) -> BinaryIO:
-    raw = path.open("rb")
     if path.name.endswith(".gz"):
-        return gzip.GzipFile(fileobj=raw)  # type: ignore[return-value]
-    return raw
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    return path.open("rb")
 
 
 def read_path(path: Path, report: ReadReport) -> Iterator[Entry]:

@@ -350,7 +350,19 @@ class FhirClient:
                                                               self.url("metadata")))
 
     def server_now(self) -> datetime:
-        """The server's clock per its last Date header (our clock if it never sent one)."""
+        """The server's clock, to the millisecond when it can tell.
+
+        A search Bundle's meta.lastUpdated (when the search ran; ms precision on most servers)
+        from ``GET Patient?_count=0``; else the Date header (whole seconds); else our own clock.
+        The high-water mark of a run comes from here, so it is the server's time, not ours.
+        """
+        try:
+            bundle = self.get("Patient", [("_count", "0")], kind="clock")
+            stamp = (bundle.get("meta") or {}).get("lastUpdated")
+            if isinstance(stamp, str):
+                return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+        except (ServerError, ValueError):
+            pass  # fall back to the Date header
         return self.last_server_date or datetime.now(timezone.utc)
 
 

@@ -38,10 +38,17 @@ def output_tag_param(system: str = OutputSettings().codesystem) -> str:
     return f"{system}|{OUTPUT_TAG_CODE}"
 
 
-def _patient_param(caps: ServerCapabilities, resource_type: str, patient_id: str) -> tuple[str, str]:
-    if caps.supports_search_param(resource_type, "patient") or not caps.search_params:
+def _patient_param(caps: ServerCapabilities, resource_type: str, patient_id: str) -> tuple[str, str] | None:
+    """The search parameter that finds a type's resources of one patient; None if the server has none."""
+    if not caps.search_params or caps.supports_search_param(resource_type, "patient"):
         return ("patient", f"Patient/{patient_id}")
-    return ("subject", f"Patient/{patient_id}")
+    if caps.supports_search_param(resource_type, "subject"):
+        return ("subject", f"Patient/{patient_id}")
+    return None
+
+
+def searchable_by_patient(caps: ServerCapabilities, resource_type: str) -> bool:
+    return _patient_param(caps, resource_type, "x") is not None
 
 
 def fetch_patient(
@@ -69,9 +76,10 @@ def fetch_patient(
     found: list[dict[str, Any]] = [client.read("Patient", patient_id)]
     known = set(caps.search_params)
     for rtype in types:
-        if known and rtype not in known:
-            continue  # the server does not hold this type at all
-        params = [_patient_param(caps, rtype, patient_id), ("_count", str(page_size))]
+        by_patient = _patient_param(caps, rtype, patient_id)
+        if (known and rtype not in known) or by_patient is None:
+            continue  # the server does not hold this type, or cannot search it by patient
+        params = [by_patient, ("_count", str(page_size))]
         if rtype in MEDICATION_REFERENCING and caps.supports_search_param(rtype, "medication"):
             params.append(("_include", f"{rtype}:medication"))
         found.extend(r for r in client.search(rtype, params, kind="search") if not is_fhirtrd_output(r))
@@ -81,11 +89,12 @@ def fetch_patient(
 def _output_queries(
     caps: ServerCapabilities, patient_id: str, types: Iterable[str], tag_system: str
 ) -> list[tuple[str, list[tuple[str, str]]]]:
-    return [
-        (rtype, [_patient_param(caps, rtype, patient_id), ("_tag", output_tag_param(tag_system)),
-                 ("_count", "100")])
-        for rtype in types
-    ]
+    queries: list[tuple[str, list[tuple[str, str]]]] = []
+    for rtype in types:
+        by_patient = _patient_param(caps, rtype, patient_id)
+        if by_patient is not None:
+            queries.append((rtype, [by_patient, ("_tag", output_tag_param(tag_system)), ("_count", "100")]))
+    return queries
 
 
 def read_outputs(
@@ -94,11 +103,16 @@ def read_outputs(
     patient_id: str,
     types: Sequence[str] = OUTPUT_TYPES,
     tag_system: str = OutputSettings().codesystem,
+    use_batch: bool = True,
 ) -> list[dict[str, Any]]:
     """fhirtrd outputs already on the server for the patient (by meta.tag), in one round trip when
-    the server takes batches (one GET search per type inside the batch), else one search per type."""
+    the server takes batches (one GET search per type inside the batch), else one search per type.
+    Types the server cannot search by patient are not read (the sync does not write them either).
+    ``use_batch=False`` keeps to GET (a dry run sends no POST, so read-only scopes suffice)."""
     queries = _output_queries(caps, patient_id, types, tag_system)
-    if not caps.batch:
+    if not queries:
+        return []
+    if not (caps.batch and use_batch):
         found: list[dict[str, Any]] = []
         for rtype, params in queries:
             found.extend(r for r in client.search(rtype, params, kind="outputs") if is_fhirtrd_output(r))

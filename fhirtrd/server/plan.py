@@ -64,6 +64,7 @@ class PatientPlan:
     patient_id: str
     actions: tuple[Action, ...]
     companions: tuple[Mapping[str, Any], ...] = ()
+    dropped: tuple[str, ...] = ()  # fullUrls of outputs left out (types the server cannot search)
 
     @property
     def writes(self) -> tuple[Action, ...]:
@@ -136,16 +137,23 @@ def plan_patient(
     existing: Sequence[Mapping[str, Any]],
     deactivated_flags: Sequence[Mapping[str, Any]] = (),
     conventions: Conventions = Conventions(),
+    skip_types: frozenset[str] = frozenset(),
 ) -> PatientPlan:
     """Compare the desired transaction Bundle with the outputs on the server. Pure.
 
     Entries whose identifier belongs to the patient (``<patient id>/...``) are matched with the
-    server; the others (the shared Device, the Provenance) become companions.
+    server; the others (the shared Device, the Provenance) become companions. Outputs of
+    ``skip_types`` (types the server cannot find again by patient, so writing them would add a
+    copy on every run) are dropped, and references to them removed from the companions.
     """
     conv = conventions
-    current = _index_existing(patient_id, existing, conv)
+    prefix = f"{patient_id}/"
+    current = _index_existing(
+        patient_id, [r for r in existing if (business_identifier(r, conv.identifier_system) or "").startswith(prefix)],
+        conv)
     actions: list[Action] = []
     companions: list[Mapping[str, Any]] = []
+    dropped: list[str] = []
     wanted: set[tuple[str, str]] = set()
     for entry in desired.get("entry") or []:
         resource = entry.get("resource")
@@ -153,8 +161,11 @@ def plan_patient(
             continue
         rtype = str(resource.get("resourceType"))
         ident = business_identifier(resource, conv.identifier_system)
-        if ident is None or not ident.startswith(f"{patient_id}/"):
+        if ident is None or not ident.startswith(prefix):
             companions.append(entry)
+            continue
+        if rtype in skip_types:
+            dropped.append(_full_url(entry, rtype, ident))
             continue
         key = (rtype, ident)
         if key in wanted:
@@ -178,7 +189,7 @@ def plan_patient(
             continue  # already inactive (or gone): nothing to do
         full_url = _full_url({}, "Flag", ident)
         actions.append(Action(DEACTIVATE, "Flag", ident, str(old.get("id")), flag, full_url))
-    return PatientPlan(patient_id, tuple(actions), tuple(companions))
+    return PatientPlan(patient_id, tuple(actions), tuple(companions), tuple(dropped))
 
 
 def _walk_references(node: Any) -> Iterator[dict[str, Any]]:
@@ -190,6 +201,20 @@ def _walk_references(node: Any) -> Iterator[dict[str, Any]]:
     elif isinstance(node, list):
         for value in node:
             yield from _walk_references(value)
+
+
+def _drop_references(node: Any, dropped: frozenset[str]) -> None:
+    """Remove list items that are references to dropped outputs (e.g. Provenance.target)."""
+    if not dropped:
+        return
+    if isinstance(node, dict):
+        for value in node.values():
+            _drop_references(value, dropped)
+    elif isinstance(node, list):
+        node[:] = [item for item in node
+                   if not (isinstance(item, dict) and item.get("reference") in dropped)]
+        for item in node:
+            _drop_references(item, dropped)
 
 
 def _identifier_query(action: Action, system: str) -> str:
@@ -209,6 +234,7 @@ def to_transaction(
     entries: list[dict[str, Any]] = []
     for companion in plan.companions:
         entry = copy.deepcopy(dict(companion))
+        _drop_references(entry.get("resource"), frozenset(plan.dropped))
         for ref in _walk_references(entry.get("resource")):
             if ref["reference"] in resolved:
                 ref["reference"] = resolved[ref["reference"]]

@@ -11,7 +11,7 @@ from typing import Any
 from fhirtrd.fhir.inbound import RELEVANT
 from fhirtrd.fhir.outbound import is_fhirtrd_output
 from fhirtrd.server.client import FhirClient, ServerCapabilities
-from fhirtrd.server.errors import ServerConfigError
+from fhirtrd.server.errors import ServerConfigError, UnexpectedResponse
 from fhirtrd.server.state import fhir_instant
 
 _PATIENT_REF = re.compile(r"(?:^|/)Patient/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")
@@ -84,7 +84,10 @@ def _raw_ids(client: FhirClient, caps: ServerCapabilities, selection: Selection,
             if patient.get("resourceType") == "Patient" and patient.get("id"):
                 yield str(patient["id"])
     elif selection.mode == "group":
-        group = client.read("Group", str(selection.group_id))
+        group = client.get(f"Group/{selection.group_id}", kind="select")
+        if group.get("resourceType") != "Group":
+            raise UnexpectedResponse(f"Group/{selection.group_id} answered with a {group.get('resourceType')}",
+                                     method="GET", url=client.url(f"Group/{selection.group_id}"), status=200)
         for member in group.get("member") or []:
             if member.get("inactive") is True:
                 continue

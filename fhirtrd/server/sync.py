@@ -24,7 +24,7 @@ from fhirtrd.fhir.outbound_errors import OutboundError
 from fhirtrd.schemas import dump_result
 from fhirtrd.server.client import FhirClient, ServerCapabilities
 from fhirtrd.server.errors import AuthError, ResponseError, ServerError, UnexpectedResponse
-from fhirtrd.server.fetch import OUTPUT_TYPES, fetch_patient, read_outputs
+from fhirtrd.server.fetch import OUTPUT_TYPES, fetch_patient, read_outputs, searchable_by_patient
 from fhirtrd.server.plan import Conventions, PatientPlan, plan_patient, to_transaction
 from fhirtrd.server.selection import Selection, iter_patients
 from fhirtrd.server.state import SyncState, fhir_instant
@@ -98,6 +98,9 @@ class PatientSync:
         self.terminology = terminology
         self.config = config
         self.issued = issued
+        #: output types the server cannot search by patient: writing them would add a copy per run
+        self.skip_types = frozenset(t for t in config.output_types if not searchable_by_patient(caps, t))
+        self.read_types = tuple(t for t in config.output_types if t not in self.skip_types)
 
     def assess(self, patient_id: str, resources: Iterable[dict[str, Any]]) -> dict[str, Any]:
         """The patient's contract dict (an empty assessment list when nothing applies)."""
@@ -112,11 +115,12 @@ class PatientSync:
 
     def plan(self, patient_id: str, contract: dict[str, Any]) -> PatientPlan:
         desired = build_transaction(contract, self.config.output, issued=self.issued)
-        existing = read_outputs(self.client, self.caps, patient_id, self.config.output_types,
-                                tag_system=self.config.output.codesystem)
+        existing = read_outputs(self.client, self.caps, patient_id, self.read_types,
+                                tag_system=self.config.output.codesystem, use_batch=not self.config.dry_run)
         flags = [r for r in existing if r.get("resourceType") == "Flag"]
         deactivated = plan_flag_deactivations(flags, desired, self.issued)
-        return plan_patient(patient_id, desired, existing, deactivated, self.config.conventions)
+        return plan_patient(patient_id, desired, existing, deactivated, self.config.conventions,
+                            self.skip_types)
 
     def apply(self, plan: PatientPlan) -> bool:
         """Send the plan as one transaction; False when there was nothing to send."""
@@ -180,6 +184,7 @@ class RunReport:
     outcomes: list[PatientOutcome] = field(default_factory=list)
     requests: dict[str, Any] = field(default_factory=dict)
     fatal: str | None = None
+    warnings: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         by = {s: sum(1 for o in self.outcomes if o.status == s)
@@ -204,6 +209,15 @@ class RunReport:
                     totals[kind] += n
         return totals
 
+    def requests_per_patient(self) -> float | None:
+        """HTTP requests per processed patient, leaving out the once-per-run ones (metadata,
+        server clock, patient selection)."""
+        if not self.outcomes or not self.requests:
+            return None
+        by_kind = self.requests.get("by_kind", {})
+        per_run = sum(by_kind.get(k, 0) for k in ("metadata", "clock", "select"))
+        return (int(self.requests.get("total", 0)) - per_run) / len(self.outcomes)
+
     @property
     def failed(self) -> list[PatientOutcome]:
         return [o for o in self.outcomes if o.status == FAILED]
@@ -222,9 +236,10 @@ class RunReport:
             "complete": self.complete,
             "interrupted": self.interrupted,
             "fatal": self.fatal,
+            "warnings": self.warnings,
             "counts": self.counts(),
             "outputs": self.action_counts(),
-            "requests": self.requests,
+            "requests": self.requests | {"per_patient": self.requests_per_patient()},
             "failures": [{"patient": f"Patient/{o.patient_id}", "reason": o.reason, "error": o.error}
                          for o in self.failed],
             "patients": [o.as_json() for o in self.outcomes],
@@ -245,6 +260,8 @@ class RunReport:
         if self.requests:
             lines.append(f"  HTTP requests: {self.requests.get('total', 0)} "
                          f"({self.requests.get('retries', 0)} retries)")
+        for warning in self.warnings:
+            lines.append(f"  warning: {warning}")
         for o in self.failed:
             lines.append(f"  failed Patient/{o.patient_id}: {o.reason}")
         if self.fatal:
@@ -322,6 +339,10 @@ def run_sync(
             yield pid
 
     work = PatientSync(client, caps, terminology, config, issued)
+    for rtype in sorted(work.skip_types):
+        report.warnings.append(
+            f"the server cannot search {rtype} by patient (CapabilityStatement), so {rtype} outputs "
+            "are not written: they could not be found again and would be duplicated on every run")
     workers = max(1, config.workers)
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fhirtrd-sync")
     try:

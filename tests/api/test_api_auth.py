@@ -129,3 +129,17 @@ def test_api_keys_match_exactly() -> None:
     keys = ApiKeys(["s3cret"])
     assert "s3cret" in keys
     assert "s3cret " not in keys and "S3CRET" not in keys and None not in keys
+
+
+def test_replay_is_caught_across_workers_sharing_the_sqlite_cache(signer: Signer,
+                                                                 tmp_path: object) -> None:
+    """Two verifiers stand for two gunicorn worker processes on one host."""
+    settings = load_settings({"trusted_issuers": [{"issuer": EHR_ISSUER, "jwks": signer.jwks}],
+                              "jti_cache_path": str(tmp_path / "jti.sqlite")})  # type: ignore[operator]
+    worker_1 = JwtVerifier(settings, requests.Session())
+    worker_2 = JwtVerifier(settings, requests.Session())
+    token = signer.token(ENDPOINT)
+    worker_1.verify(token, [ENDPOINT])
+    with pytest.raises(Unauthorized, match="replay"):
+        worker_2.verify(token, [ENDPOINT])
+    worker_2.verify(signer.token(ENDPOINT), [ENDPOINT])  # a fresh jti is fine

@@ -226,8 +226,8 @@ def mdd_and_sad() -> PatientResult:
 
 
 def early_trials() -> PatientResult:
-    """Stage 0 and IV side by side in two patients would hide nothing; here stage 0 with an
-    under-dosed ongoing trial (optimize-dose) and an inferred diagnosis."""
+    """Stage 0: an under-dosed ongoing trial (optimize-dose), a short non-adherent one, one of
+    unknown dose and a short psychotherapy; the diagnosis is inferred."""
     a = assessment(
         diagnosis="inferred",
         pseudo_resistance=("dose-unknown", "inadequate-duration", "nonadherence"),
@@ -285,6 +285,39 @@ def stage_iv_extend() -> PatientResult:
     return PatientResult(patient="Patient/p-stage4", as_of=AS_OF, assessments=(a,))
 
 
+def remission_continue() -> PatientResult:
+    """Stage I: one failed SSRI, then remission on duloxetine — continue."""
+    a = assessment(
+        stage="I", failed_adequate_trials=1, failed_classes=("SSRI",),
+        next_step=NextStep(strategy="continue"),
+        trials=(
+            SERTRALINE,
+            trial("duloxetine", "SNRI", date(2023, 5, 1), AS_OF, ongoing=True, failed=False,
+                  daily_dose=60.0, min_adequate_dose=60.0, weeks_adequate=52.0,
+                  outcome="remission", change=0.83, baseline=18.0, endpoint=3.0),
+        ),
+        next_step_likelihood=likelihood(1, 0.306),
+    )
+    return PatientResult(patient="Patient/p-remission", as_of=AS_OF, assessments=(a,))
+
+
+def nothing_to_judge_yet() -> PatientResult:
+    """MDD with an escitalopram course of unknown dose (gather evidence); SAD never treated."""
+    mdd = assessment(
+        caveats=("dose-unknown",),
+        next_step=NextStep(strategy="gather-evidence",
+                           reason="the daily dose of escitalopram is not recorded"),
+        trials=(trial("escitalopram", "SSRI", date(2023, 9, 1), date(2024, 1, 1), adequate=False,
+                      failed=False, findings=("dose-unknown",), daily_dose=None,
+                      weeks_adequate=0.0, outcome="unknown", change=None, instrument=None,
+                      baseline=None, endpoint=None),),
+    )
+    sad = assessment(disorder="sad", next_step=NextStep(strategy="start-treatment",
+                                                        reason="no treatment trial on record"),
+                     diagnosis_evidence=("Condition/sad-7",))
+    return PatientResult(patient="Patient/p-untreated", as_of=AS_OF, assessments=(mdd, sad))
+
+
 def no_assessment() -> PatientResult:
     return PatientResult(patient="Patient/p-none", as_of=AS_OF, assessments=())
 
@@ -296,6 +329,8 @@ ALL = {
     "depression-and-social-anxiety": mdd_and_sad,
     "stage-0-early-trials": early_trials,
     "stage-iv-extend-trial": stage_iv_extend,
+    "stage-i-remission-continue": remission_continue,
+    "nothing-to-judge-yet": nothing_to_judge_yet,
     "no-assessment": no_assessment,
 }
 
