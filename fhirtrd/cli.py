@@ -10,6 +10,7 @@ Exit codes (documented in the README):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
 from collections.abc import Sequence
@@ -148,7 +149,8 @@ def main(argv: Sequence[str] | None = None, stdout: IO[str] | None = None, stder
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
     try:
-        args = parser().parse_args(argv)
+        with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(stdout):
+            args = parser().parse_args(argv)
     except SystemExit as exc:
         return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
     try:

@@ -97,17 +97,21 @@ class Run:
 
 
 def classify_resources(resources: Iterable[dict[str, Any]], terminology: Terminology, as_of: date,
-                       *, source: str = "request") -> list[PatientResult]:
-    """Classify FHIR resources given as dicts (Bundles are opened); one result per patient."""
-    run = Run(terminology, as_of)
+                       *, source: str = "request", report: ReadReport | None = None) -> list[PatientResult]:
+    """Classify FHIR resources given as dicts (Bundles are opened); one result per patient.
+
+    Input-level warnings (an entry without a subject, a non-FHIR entry) go to `report` when given.
+    """
+    run = Run(terminology, as_of, report=report or ReadReport())
     for i, resource in enumerate(resources):
         for entry in expand(resource, f"{source}[{i}]" if i else source, run.report):
             run.add(entry)
     return list(run.results())
 
 
-def classify_bundle(bundle: dict[str, Any], terminology: Terminology, as_of: date) -> list[PatientResult]:
-    return classify_resources([bundle], terminology, as_of, source="Bundle")
+def classify_bundle(bundle: dict[str, Any], terminology: Terminology, as_of: date,
+                    *, report: ReadReport | None = None) -> list[PatientResult]:
+    return classify_resources([bundle], terminology, as_of, source="Bundle", report=report)
 
 
 def classify_paths(paths: Sequence[Path | str], terminology: Terminology, as_of: date,
@@ -115,7 +119,7 @@ def classify_paths(paths: Sequence[Path | str], terminology: Terminology, as_of:
                    ) -> Iterator[PatientResult]:
     """Classify every input under `paths`. An unreadable file is recorded in `run.report.failed`."""
     run = run or Run(terminology, as_of)
-    files = list(input_files(paths))
+    files = list(input_files(paths, run.report))
     for n, path in enumerate(files, start=1):
         try:
             for entry in read_path(path, run.report):

@@ -14,6 +14,7 @@ from fhirtrd.api.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 FHIR_JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
 JSON_TYPES = ("application/json", "application/fhir+json")
 
+
 def json_depth(value: Any, limit: int) -> int:
     """Nesting depth of parsed JSON (a scalar is 0), counted level by level; stops past `limit`."""
     level: list[Any] = [value] if isinstance(value, (dict, list)) else []

@@ -17,8 +17,9 @@ from fhirtrd.api.errors import (
 from fhirtrd.api.fhirfetch import FhirFetcher
 from fhirtrd.api.prefetch import FHIR_ID
 from fhirtrd.domain.model import PatientResult
-from fhirtrd.fhir.outbound import build_transaction
-from fhirtrd.schemas import ResultsSchema, dump_result
+from fhirtrd.fhir.outbound import build_transaction, merge_transactions
+from fhirtrd.fhir.reader import ReadReport
+from fhirtrd.schemas import ResultsSchema, WarningSchema, dump_result
 from fhirtrd.service import classify_bundle, classify_resources
 
 blp = Blueprint("fhir", __name__, description="FHIR operations: classify a Bundle or a patient")
@@ -93,16 +94,7 @@ def check_bundle(body: Any) -> dict[str, Any]:
 def transaction_of(svc: Service, results: list[dict[str, Any]]) -> dict[str, Any]:
     """One transaction Bundle holding the write-back of every patient's result."""
     bundles = [build_transaction(r, svc.output_settings) for r in results]
-    if len(bundles) == 1:
-        return bundles[0]
-    entries: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    for b in bundles:
-        for entry in b.get("entry", []):
-            if entry.get("fullUrl") not in seen:  # the shared Device appears once
-                seen.add(entry.get("fullUrl"))
-                entries.append(entry)
-    return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+    return bundles[0] if len(bundles) == 1 else merge_transactions(bundles)
 
 
 def _respond(svc: Service, results: list[PatientResult], fhir: bool,
@@ -128,8 +120,9 @@ def classify_bundle_view() -> Response:
     fhir = _wants_fhir()
     body = read_json(request, max_bytes=svc.settings.max_body_bytes,
                      max_depth=svc.settings.max_json_depth, media_types=FHIR_JSON_TYPES)
-    results = classify_bundle(check_bundle(body), svc.terminology, as_of)
-    return _respond(svc, results, fhir)
+    report = ReadReport()
+    results = classify_bundle(check_bundle(body), svc.terminology, as_of, report=report)
+    return _respond(svc, results, fhir, {"warnings": WarningSchema(many=True).dump(report.warnings)})
 
 
 @blp.route("/Patient/<string:patient_id>/$classify", methods=["POST"])

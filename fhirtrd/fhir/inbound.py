@@ -22,7 +22,7 @@ import re
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from functools import cache
 from typing import Any
 
@@ -44,6 +44,7 @@ DURATION_DAYS = {"d": 1.0, "day": 1.0, "days": 1.0, "wk": 7.0, "week": 7.0, "wee
 _DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?")
 _MG = re.compile(r"(\d+(?:\.\d+)?)\s*MG\b(?!\s*/\s*ML)", re.IGNORECASE)
 _ATC_ANTIDEPRESSANT = "N06A"
+_DOSAGE_ELEMENT = {"MedicationRequest": "dosageInstruction", "MedicationDispense": "dosageInstruction"}
 
 
 def parse_date(value: Any, *, end: bool = False) -> date | None:
@@ -487,9 +488,11 @@ class Adapter:
             b.warn(r, "order has no authoredOn date; not used", element="MedicationRequest.authoredOn", source=source)
             return
         supply = self._supply_days(b, r, dispense, daily, resolved)
+        bounds_end = _bounds_end(dosages, start)
+        end = bounds_end or (parse_date(validity.get("end"), end=True) if supply is None else None)
         b.exposures.append(MedicationExposure(
             ingredient=resolved.ingredient, source="request", start=start,
-            end=parse_date(validity.get("end"), end=True) if supply is None and validity.get("end") else None,
+            end=end,
             daily_dose=daily, ref=ref, active=status in ("active", "on-hold"),
             stopped=status in ("stopped", "cancelled"), stop_reason=reason, supply_days=supply))
 
@@ -626,7 +629,8 @@ class Adapter:
             return dose
         if dose > drug.min_daily_dose * self.t.rules.t("absurd_dose_factor") or dose <= 0:
             b.warn(r, f"daily dose {dose:g} {drug.dose_unit} of {ingredient} is implausible; dose treated as unknown",
-                   element=f"{r['resourceType']}.dosage", source=source, code="implausible-dose")
+                   element=f"{r['resourceType']}.{_DOSAGE_ELEMENT.get(r['resourceType'], 'dosage')}", source=source,
+                   code="implausible-dose")
             return None
         return dose
 
@@ -664,6 +668,23 @@ class Adapter:
             return
         when = parse_date(r.get("date")) or parse_date(r.get("detected"))
         b.intolerances.append(IntoleranceFact(ingredient=ingredient, when=when, ref=_ref(r)))
+
+
+def _bounds_end(dosages: Any, start: date) -> date | None:
+    """The end of the first dosage's timing bounds (boundsPeriod.end, or start + boundsDuration)."""
+    if not isinstance(dosages, list) or not dosages or not isinstance(dosages[0], dict):
+        return None
+    timing = dosages[0].get("timing") if isinstance(dosages[0].get("timing"), dict) else {}
+    repeat = timing.get("repeat") if isinstance(timing.get("repeat"), dict) else {}
+    period = repeat.get("boundsPeriod") if isinstance(repeat.get("boundsPeriod"), dict) else {}
+    end = parse_date(period.get("end"), end=True)
+    if end is not None:
+        return end
+    duration = repeat.get("boundsDuration") if isinstance(repeat.get("boundsDuration"), dict) else {}
+    value, unit = _num(duration.get("value")), duration.get("code") or duration.get("unit")
+    if value is not None and unit in DURATION_DAYS:
+        return start + timedelta(days=max(0, round(value * DURATION_DAYS[unit]) - 1))
+    return None
 
 
 def _dose_quantity(dosage: dict[str, Any]) -> tuple[float, str | None] | None:

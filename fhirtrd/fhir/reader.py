@@ -47,8 +47,8 @@ class ReadReport:
                                          source=source, code=code))
 
 
-def input_files(paths: Iterable[Path | str]) -> Iterator[Path]:
-    """Every readable input file under `paths` (directories recursively, sorted for stable output)."""
+def input_files(paths: Iterable[Path | str], report: ReadReport) -> Iterator[Path]:
+    """Every input file under `paths` (directories recursively, sorted); a missing path is recorded."""
     for p in map(Path, paths):
         if p.is_dir():
             for child in sorted(p.rglob("*")):
@@ -57,7 +57,8 @@ def input_files(paths: Iterable[Path | str]) -> Iterator[Path]:
         elif p.exists():
             yield p
         else:
-            raise InputError(f"{p}: no such file or directory", path=str(p))
+            report.failed.append(str(p))
+            report.warn("no such file or directory", str(p), code="unreadable")
 
 
 def _open(path: Path) -> BinaryIO:
@@ -78,7 +79,7 @@ def read_path(path: Path, report: ReadReport) -> Iterator[Entry]:
             data = fh.read()
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         report.failed.append(name)
-        raise InputError(f"{name}: cannot be read: {exc}", path=name) from exc
+        raise InputError(f"cannot be read: {exc}", path=name) from exc
     yield from read_document(data, name, report)
 
 
@@ -105,13 +106,24 @@ def read_document(data: bytes, name: str, report: ReadReport) -> Iterator[Entry]
     try:
         value = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        if data.lstrip().startswith(b"{") and b"\n" in data.strip():
+        if _looks_like_ndjson(data):
             yield from read_ndjson(io.BytesIO(data), name, report)
             return
         report.failed.append(name)
         report.warn(f"not valid JSON: {exc}", name, code="invalid-json")
         return
     yield from expand(value, name, report)
+
+
+def _looks_like_ndjson(data: bytes) -> bool:
+    """NDJSON under a .json name: several lines, the first of which is a whole JSON object."""
+    lines = [line for line in data.strip().splitlines() if line.strip()]
+    if len(lines) < 2:
+        return False
+    try:
+        return isinstance(orjson.loads(lines[0]), dict)
+    except orjson.JSONDecodeError:
+        return False
 
 
 def expand(value: Any, where: str, report: ReadReport) -> Iterator[Entry]:

@@ -124,7 +124,7 @@ def load_signing_key(path: Path, kid: str | None = None) -> SigningKey:
             doc = json.loads(raw)
         except ValueError as exc:
             raise ServerConfigError(f"{path}: not valid JSON ({exc})") from exc
-        keys = doc.get("keys") if isinstance(doc, dict) and "keys" in doc else [doc]
+        keys: list[Any] = doc.get("keys") or [] if isinstance(doc, dict) and "keys" in doc else [doc]
         private = [k for k in keys if isinstance(k, dict) and "d" in k]
         if len(private) != 1:
             raise ServerConfigError(f"{path}: expected exactly one private JWK (with 'd'), found {len(private)}")
@@ -194,10 +194,12 @@ class _CachedTokenAuth:
     RENEW_SHARE = 0.1
     RENEW_MARGIN_MAX = 60.0
 
-    def __init__(self, token_url: str, scope: str, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, token_url: str, scope: str, clock: Callable[[], float] = time.time,
+                 renew_margin: float | None = None) -> None:
         self.token_url = token_url
         self.scope = scope
         self._clock = clock
+        self.renew_margin = renew_margin  # seconds before expiry to renew; None: the shares above
         self._lock = threading.Lock()
         self._token: str | None = None
         self._renew_at = 0.0
@@ -214,7 +216,8 @@ class _CachedTokenAuth:
                 issued_at = self._clock()
                 body = self._request_token(session, timeout)
                 lifetime = float(body.get("expires_in") or 300)
-                margin = min(self.RENEW_MARGIN_MAX, lifetime * self.RENEW_SHARE)
+                margin = (min(self.RENEW_MARGIN_MAX, lifetime * self.RENEW_SHARE)
+                          if self.renew_margin is None else self.renew_margin)
                 self._token = str(body["access_token"])
                 self._renew_at = issued_at + lifetime - margin
                 self.tokens_fetched += 1
@@ -236,8 +239,9 @@ class SmartBackendAuth(_CachedTokenAuth):
         token_url: str,
         scope: str = DEFAULT_SCOPE,
         clock: Callable[[], float] = time.time,
+        renew_margin: float | None = None,
     ) -> None:
-        super().__init__(token_url, scope, clock)
+        super().__init__(token_url, scope, clock, renew_margin)
         self.client_id = client_id
         self.key = key
 
@@ -279,8 +283,9 @@ class ClientSecretAuth(_CachedTokenAuth):
         method: Literal["basic", "post"] = "basic",
         scope: str = DEFAULT_SCOPE,
         clock: Callable[[], float] = time.time,
+        renew_margin: float | None = None,
     ) -> None:
-        super().__init__(token_url, scope, clock)
+        super().__init__(token_url, scope, clock, renew_margin)
         self.client_id = client_id
         self._secret = secret
         self.method = method

@@ -9,7 +9,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
@@ -83,7 +83,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                       help="--auth client-secret: environment variable holding the secret")
     auth.add_argument("--client-auth", choices=("basic", "post"), default="basic",
                       help="--auth client-secret: client_secret_basic or client_secret_post")
-    p.set_defaults(func=run)
+    p.set_defaults(run=run)
     return p
 
 
@@ -211,7 +211,7 @@ def run(args: argparse.Namespace, stdout: TextIO | None = None, stderr: TextIO |
         err.write(f"fhirtrd sync: {exc}\n")
         return EXIT_USAGE
     config = SyncConfig(
-        as_of=args.as_of or datetime.now(timezone.utc).astimezone().date(),
+        as_of=args.as_of or datetime.now(UTC).astimezone().date(),
         dry_run=args.dry_run,
         workers=args.workers,
         use_everything=not args.no_everything,

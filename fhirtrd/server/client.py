@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urljoin
 
@@ -107,8 +107,8 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 def is_idempotent_bundle(bundle: Mapping[str, Any]) -> bool:
@@ -183,12 +183,12 @@ class FhirClient:
         while True:
             try:
                 response = self._send(method, url, params, json_body, headers, kind, retry=attempt > 0)
-            except TransportError as exc:
+            except TransportError:
                 if safe and attempt < self.retry.retries:
                     self.sleep(self.retry.backoff[attempt])
                     attempt += 1
                     continue
-                raise exc
+                raise
             status = response.status_code
             if status in (401, 403) and not renewed and self.auth.renew():
                 renewed = True  # one retry with a fresh token, not counted as a retry attempt
@@ -360,10 +360,10 @@ class FhirClient:
             bundle = self.get("Patient", [("_count", "0")], kind="clock")
             stamp = (bundle.get("meta") or {}).get("lastUpdated")
             if isinstance(stamp, str):
-                return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+                return datetime.fromisoformat(stamp)
         except (ServerError, ValueError):
             pass  # fall back to the Date header
-        return self.last_server_date or datetime.now(timezone.utc)
+        return self.last_server_date or datetime.now(UTC)
 
 
 def bundle_resources(bundle: Mapping[str, Any], include_included: bool = True) -> Iterator[dict[str, Any]]:
@@ -393,7 +393,8 @@ class ServerCapabilities:
 
     @classmethod
     def from_statement(cls, statement: Mapping[str, Any]) -> ServerCapabilities:
-        rest = next((r for r in statement.get("rest") or [] if r.get("mode", "server") == "server"), {})
+        rest: Mapping[str, Any] = next(
+            (r for r in statement.get("rest") or [] if r.get("mode", "server") == "server"), {})
         system_interactions = {i.get("code") for i in rest.get("interaction") or []}
         conditional_create: set[str] = set()
         conditional_update: set[str] = set()

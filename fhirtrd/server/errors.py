@@ -26,7 +26,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fhirtrd.errors import ServerError as ServerError  # the root lives in fhirtrd.errors
+from fhirtrd.errors import ServerError  # the root lives in fhirtrd.errors
+
+__all__ = [
+    "AuthError", "NotFound", "OutputConflict", "PreconditionFailed", "RequestRejected", "ResponseError",
+    "ServerConfigError", "ServerError", "ServerTimeout", "ServerUnreachable", "StateFileError",
+    "TemporaryServerError", "TransportError", "UnexpectedResponse", "outcome_messages", "response_error",
+]
 
 TEMPORARY_STATUSES: frozenset[int] = frozenset({408, 429, 500, 502, 503, 504})
 

@@ -24,7 +24,7 @@ import tempfile
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ def fhir_instant(moment: datetime) -> str:
     """UTC instant with milliseconds (2024-06-01T00:00:00.000Z); some servers compare it as text."""
     if moment.tzinfo is None:
         raise ValueError("a FHIR instant needs a time zone")
-    utc = moment.astimezone(timezone.utc)
+    utc = moment.astimezone(UTC)
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
@@ -46,8 +46,8 @@ def parse_instant(text: str) -> datetime:
     value = text.strip()
     try:
         if len(value) == 10:
-            return datetime.fromisoformat(value).replace(tzinfo=timezone.utc)
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            return datetime.fromisoformat(value).replace(tzinfo=UTC)
+        moment = datetime.fromisoformat(value)
     except ValueError as exc:
         raise ValueError(f"not an ISO 8601 date-time: {text!r}") from exc
     if moment.tzinfo is None:

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 from fhirtrd.errors import FhirtrdError
@@ -315,7 +315,7 @@ def run_sync(
     if not config.dry_run:
         caps.require_transactions()
     started_at = client.server_now()
-    issued = datetime.now(timezone.utc)
+    issued = datetime.now(UTC)
     report = RunReport(
         run_id=uuid.uuid4().hex,
         server=client.base_url,
@@ -362,7 +362,7 @@ def run_sync(
         report.fatal = f"{type(exc).__name__}: {_reason(exc)}"
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-        report.finished = fhir_instant(datetime.now(timezone.utc))
+        report.finished = fhir_instant(datetime.now(UTC))
         report.requests = {"total": client.stats.requests, "retries": client.stats.retries,
                            "by_kind": dict(client.stats.by_kind)}
         if state is not None and not config.dry_run and not report.interrupted and report.fatal is None:

@@ -242,3 +242,12 @@ def run_cli(*argv: str | Path) -> tuple[int, str, str]:
 def write_json(path: Path, value: Any) -> Path:
     path.write_text(json.dumps(value), encoding="utf-8")
     return path
+
+
+@pytest.fixture(scope="session")
+def corpus_json() -> tuple[int, dict[str, Any], str]:
+    """`fhirtrd classify <real corpus> --as-of 2025-06-30 --format json`, run once."""
+    if not REAL.is_dir():
+        pytest.skip(f"real corpus not found at {REAL}")
+    code, out, err = run_cli("classify", REAL, "--as-of", AS_OF.isoformat(), "--format", "json", "--no-progress")
+    return code, json.loads(out), err

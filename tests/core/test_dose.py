@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fhirtrd.terminology import Terminology
-from tests.core.conftest import (
+from .conftest import (
     SERTRALINE, SERTRALINE_100_TAB, dispense, dosage, facts, order, statement, warnings_with,
 )
 
@@ -71,8 +71,6 @@ def test_absurd_dose_is_reported_and_treated_as_unknown(terminology: Terminology
     assert "50000 mg of sertraline" in w.message
 
 
-@pytest.mark.xfail(strict=True, reason="inbound.py _plausible names '<Type>.dosage' for every type; "
-                   "MedicationRequest and MedicationDispense carry the dose in dosageInstruction")
 def test_absurd_dose_warning_names_the_real_element(terminology: Terminology) -> None:
     _, warnings = facts(terminology, [order(SERTRALINE, dose=dosage(50000, "mg"), rid="huge")])
     [w] = warnings_with(warnings, "implausible-dose")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fhirtrd.terminology import Terminology
-from tests.core.conftest import (
+from .conftest import (
     ATC, RXNORM, SERTRALINE, SERTRALINE_100_TAB, assess, concept, dosage, facts, medication, order,
     warnings_with,
 )
@@ -73,7 +73,8 @@ def test_medication_ingredient_with_a_strength_ratio(terminology: Terminology) -
                      [{"itemCodeableConcept": concept(SERTRALINE),
                        "strength": {"numerator": {"value": 50, "unit": "mg"},
                                     "denominator": {"value": 1, "unit": "TAB"}}}])
-    assert resolved(terminology, [order({"reference": "Medication/m5"}, dose=BID_TABLET), med]) == [("sertraline", 100.0)]
+    resources = [order({"reference": "Medication/m5"}, dose=BID_TABLET), med]
+    assert resolved(terminology, resources) == [("sertraline", 100.0)]
 
 
 def test_display_text_with_an_unknown_code(terminology: Terminology) -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from fhirtrd.domain.model import Assessment, Trial
 from fhirtrd.terminology import Terminology
-from tests.core.conftest import (
+from .conftest import (
     CITALOPRAM, SERTRALINE, VENLAFAXINE, assess, assessment, dosage, mdd, order, score, trials,
 )
 
@@ -35,7 +35,8 @@ def test_baseline_and_endpoint_windows(terminology: Terminology, baseline_day: s
                                        used: bool) -> None:
     # §3: baseline from 60 days before to 7 days after the start; endpoint from 4 weeks after the
     # start to 14 days after the end. PHQ-9 20 → 15 is a 25 % change: partial response.
-    _, t = judged(terminology, [score("phq9", 20, baseline_day, rid="base"), score("phq9", 15, endpoint_day, rid="end")])
+    _, t = judged(terminology, [score("phq9", 20, baseline_day, rid="base"),
+                                score("phq9", 15, endpoint_day, rid="end")])
     if used:
         assert (t.outcome, t.instrument, t.baseline, t.endpoint, t.change) == ("partial-response", "phq9", 20, 15, 0.25)
         assert {"Observation/base", "Observation/end"} <= set(t.evidence)
@@ -93,8 +94,10 @@ def test_adequate_trial_without_scores_followed_by_a_switch_is_an_inferred_failu
 
 EARLIER_FAILURES = [
     mdd(onset="2023-01-01"),
-    order(CITALOPRAM, "2023-01-01", days=60, dose=dosage(40)), score("phq9", 20, "2022-12-20"), score("phq9", 18, "2023-02-25"),
-    order(VENLAFAXINE, "2023-03-15", days=60, dose=dosage(225)), score("phq9", 18, "2023-03-14"), score("phq9", 17, "2023-05-10"),
+    order(CITALOPRAM, "2023-01-01", days=60, dose=dosage(40)),
+    score("phq9", 20, "2022-12-20"), score("phq9", 18, "2023-02-25"),
+    order(VENLAFAXINE, "2023-03-15", days=60, dose=dosage(225)),
+    score("phq9", 18, "2023-03-14"), score("phq9", 17, "2023-05-10"),
     order(SERTRALINE, "2025-01-01", days=90), score("phq9", 19, "2024-12-20"), score("phq9", 17, "2025-03-20"),
 ]
 REMISSION_SCORES = [score("phq9", 3, "2023-08-01"), score("phq9", 2, "2023-09-01")]

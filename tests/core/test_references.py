@@ -8,7 +8,7 @@ import pytest
 
 from fhirtrd.fhir.inbound import parse_date
 from fhirtrd.terminology import Terminology
-from tests.core.conftest import SERTRALINE, assess, condition, order, score
+from .conftest import SERTRALINE, assess, condition, order, score
 
 
 @pytest.mark.parametrize(("text", "end", "expected"), [
@@ -38,7 +38,8 @@ def test_every_reference_form_resolves_to_one_patient(terminology: Terminology) 
     entries = [
         _entry("urn:uuid:7f0c", {"resourceType": "Patient", "id": "px"}),
         _entry("urn:uuid:c1", _with_subject(condition("F33.1", onset="2024-05"), "urn:uuid:7f0c")),
-        _entry("urn:uuid:c2", _with_subject(order(SERTRALINE, "2024-05", days=90), "https://ehr.example/fhir/Patient/px")),
+        _entry("urn:uuid:c2", _with_subject(order(SERTRALINE, "2024-05", days=90),
+                                            "https://ehr.example/fhir/Patient/px")),
         _entry("urn:uuid:c3", _with_subject(score("phq9", 20, "2024-04"), "Patient/px")),
         _entry("urn:uuid:c4", _with_subject(score("phq9", 9, "2024-07-15"), "urn:uuid:7f0c")),
     ]

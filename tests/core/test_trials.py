@@ -7,7 +7,7 @@ from typing import Any
 
 from fhirtrd.domain.model import Assessment
 from fhirtrd.terminology import Terminology
-from tests.core.conftest import (
+from .conftest import (
     AS_OF, SERTRALINE, SERTRALINE_100_TAB, assess, assessment, dispense, dosage, mdd, order, statement, trials,
 )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -240,6 +240,6 @@ def test_all_selects_every_patient_and_since_sends_milliseconds(
     report = sync(fhir_server, Selection("all"), terminology, dry_run=True)
 
     assert {"all-a", "all-b"} <= {o.patient_id for o in report.outcomes}
-    since = datetime(2024, 6, 1, tzinfo=timezone.utc)
+    since = datetime(2024, 6, 1, tzinfo=UTC)
     assert Selection("since", since=since).key == {"mode": "since", "since": fhir_instant(since)}
     assert fhir_instant(since) == "2024-06-01T00:00:00.000Z"

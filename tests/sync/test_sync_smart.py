@@ -9,6 +9,7 @@ import pytest
 
 from fhirtrd.server.auth import SmartBackendAuth, load_signing_key
 from fhirtrd.server.client import FhirClient, RetryPolicy
+from fhirtrd.server.errors import AuthError
 from fhirtrd.server.selection import Selection
 from fhirtrd.server.sync import SyncConfig, run_sync
 from fhirtrd.terminology import load_terminology
@@ -47,9 +48,9 @@ def test_sync_with_smart_backend_services_renews_its_token(smart_server: SmartSe
 
 def test_a_token_the_server_calls_expired_is_renewed_once_and_the_request_retried(
         smart_server: SmartSetup) -> None:
-    slow_clock_offset = 1000.0  # our clock lags the server's: we would not renew in time ourselves
+    # renew only when told (margin -1000 s): the server's 401 is what triggers the renewal
     auth = SmartBackendAuth(smart_server.client_id, load_signing_key(smart_server.key_path),
-                            smart_server.token_url, clock=lambda: time.time() - slow_clock_offset)
+                            smart_server.token_url, renew_margin=-1000.0)
     client = FhirClient(smart_server.server.base_url, auth=auth, retry=RetryPolicy(backoff=(0.1,)))
     client.get("Patient", [("_count", "1")])
     time.sleep(smart_server.token_lifetime + 0.5)
@@ -79,7 +80,6 @@ def test_a_read_only_scope_cannot_write_and_stops_the_run(smart_server: SmartSet
 def test_an_unknown_client_is_refused_with_the_token_endpoints_reason(smart_server: SmartSetup) -> None:
     client, _ = smart_client(smart_server, client_id="someone-else")
 
-    report = run_sync(client, Selection("patients", patient_ids=("smart-a",)), load_terminology(),
-                      SyncConfig(as_of=AS_OF))
-
-    assert report.fatal is not None and "invalid_client" in report.fatal
+    with pytest.raises(AuthError, match="invalid_client: Unknown client_id 'someone-else'"):
+        run_sync(client, Selection("patients", patient_ids=("smart-a",)), load_terminology(),
+                 SyncConfig(as_of=AS_OF))
