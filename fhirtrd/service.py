@@ -79,7 +79,7 @@ class Run:
                 src = self.builders.pop(key)
                 dst = self.builder(target)
                 for name in ("exposures", "dispenses", "procedures", "conditions", "measurements",
-                             "intolerances", "warnings", "pending"):
+                             "intolerances", "warnings", "pending", "deferred"):
                     getattr(dst, name).extend(getattr(src, name))
                 for k, v in src.administrations.items():
                     dst.administrations[k].extend(v)

@@ -44,6 +44,7 @@ DURATION_DAYS = {"d": 1.0, "day": 1.0, "days": 1.0, "wk": 7.0, "week": 7.0, "wee
 _DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?")
 _MG = re.compile(r"(\d+(?:\.\d+)?)\s*MG\b(?!\s*/\s*ML)", re.IGNORECASE)
 _ATC_ANTIDEPRESSANT = "N06A"
+IN_SCOPE = frozenset({"mdd", "sad"})
 _DOSAGE_ELEMENT = {"MedicationRequest": "dosageInstruction", "MedicationDispense": "dosageInstruction"}
 
 
@@ -154,6 +155,8 @@ class RecordBuilder:
     intolerances: list[IntoleranceFact] = field(default_factory=list)
     warnings: list[DataWarning] = field(default_factory=list)
     pending: list[tuple[dict[str, Any], str]] = field(default_factory=list)
+    # scores and labs wait for validation until the patient turns out to need them (most never do)
+    deferred: list[tuple[dict[str, Any], str, list[Measurement]]] = field(default_factory=list)
     administrations: dict[tuple[str, date], list[tuple[float | None, str]]] = field(
         default_factory=lambda: defaultdict(list))
 
@@ -229,10 +232,22 @@ class Adapter:
             self.medications[full_url] = resource
 
     def finish(self, builder: RecordBuilder) -> None:
-        """Resolve medication references that arrived before their Medication resources."""
+        """Resolve late Medication references; validate scores and labs only if the patient needs them.
+
+        Observations are the bulk of a record and are read only for a patient with a psychiatric
+        diagnosis or treatment; for anyone else they are dropped unvalidated (they cannot change a
+        result: no disorder is in scope without one of those).
+        """
         pending, builder.pending = builder.pending, []
         for resource, source in pending:
             self._medication_use(builder, resource, source, {}, final=True)
+        deferred, builder.deferred = builder.deferred, []
+        if not (builder.exposures or builder.dispenses or builder.administrations or builder.procedures
+                or any(c.concepts & IN_SCOPE for c in builder.conditions)):
+            return
+        for resource, source, measurements in deferred:
+            if self._valid(builder, resource, source):
+                builder.measurements.extend(measurements)
 
     def _valid(self, builder: RecordBuilder, resource: dict[str, Any], source: str) -> bool:
         if not self.validate:
@@ -285,13 +300,14 @@ class Adapter:
                     if oc is not None:
                         hits.append((oc.concept, comp, f"Observation.component[{i}].value"))
                         break
-        if not hits or r.get("status") == "cancelled" or not self._valid(b, r, source):
+        if not hits or r.get("status") == "cancelled":
             return
         when = (parse_date(r.get("effectiveDateTime")) or parse_date((r.get("effectivePeriod") or {}).get("start"))
                 or parse_date(r.get("effectiveInstant")) or parse_date(r.get("issued")))
         if when is None:
             b.warn(r, "observation has no effective date; not used", element="Observation.effective[x]", source=source)
             return
+        found: list[Measurement] = []
         for concept, holder, element in hits:
             value, unit = _value(holder, self.t.answer_scores)
             if value is None:
@@ -313,7 +329,9 @@ class Adapter:
                            element=f"{element}Quantity.unit", source=source, code="unknown-unit")
                     continue
                 value = converted
-            b.measurements.append(Measurement(concept=concept, value=value, when=when, ref=_ref(r)))
+            found.append(Measurement(concept=concept, value=value, when=when, ref=_ref(r)))
+        if found:
+            b.deferred.append((r, source, found))
 
     # -- procedures ------------------------------------------------------------------------------
 
