@@ -60,8 +60,8 @@ class Run:
                     self.uuid_alias[entry.full_url[9:]] = pid
             self.builder(pid)
             return
-        if rtype not in self.adapter.handlers:
-            return
+        if rtype not in self.adapter.handlers or (rtype == "Observation" and not self.adapter.observation_hits(r)):
+            return  # most resources of a record: decided before resolving whose they are
         pid = subject_of(r, self.aliases)
         if pid is None:
             rid = r.get("id")

@@ -283,8 +283,9 @@ class Adapter:
 
     # -- observations ----------------------------------------------------------------------------
 
-    def _observation(self, b: RecordBuilder, r: dict[str, Any], source: str, aliases: dict[str, str]) -> None:
-        hits: list[tuple[str, dict[str, Any], str]] = []  # (concept, value holder, element)
+    def observation_hits(self, r: dict[str, Any]) -> list[tuple[str, dict[str, Any], str]]:
+        """(concept, value holder, element) for the code and each component the mappings know."""
+        hits: list[tuple[str, dict[str, Any], str]] = []
         for c in _codings(r.get("code")):
             oc = self.t.observations.get((c.get("system"), c.get("code")))  # type: ignore[arg-type]
             if oc is not None:
@@ -300,6 +301,10 @@ class Adapter:
                     if oc is not None:
                         hits.append((oc.concept, comp, f"Observation.component[{i}].value"))
                         break
+        return hits
+
+    def _observation(self, b: RecordBuilder, r: dict[str, Any], source: str, aliases: dict[str, str]) -> None:
+        hits = self.observation_hits(r)
         if not hits or r.get("status") == "cancelled":
             return
         when = (parse_date(r.get("effectiveDateTime")) or parse_date((r.get("effectivePeriod") or {}).get("start"))
