@@ -344,7 +344,7 @@ class _PatientWriter:
         self.plan = PatientPlan(self.pid)
 
     def uuid(self) -> str:
-        h = "%032x" % self.rng.getrandbits(128)
+        h = f"{self.rng.getrandbits(128):032x}"
         return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
     def when(self, day: date, minutes: int = 0) -> datetime:

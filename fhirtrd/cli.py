@@ -136,7 +136,7 @@ def _write_table(results: Any, run: Any, stdout: IO[str]) -> None:
                          "yes" if a.treatment_resistant else "no", str(a.failed_adequate_trials),
                          ",".join(a.failed_classes) or "-", ",".join(a.pseudo_resistance) or "-", step))
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(header)]
-    line = "  ".join("{:<%d}" % w for w in widths)
+    line = "  ".join(f"{{:<{w}}}" for w in widths)
     stdout.write(line.format(*header).rstrip() + "\n")
     for row in rows:
         stdout.write(line.format(*row).rstrip() + "\n")

@@ -156,7 +156,7 @@ _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
 
-def _coerce(key: str, value: Any) -> Any:  # noqa: C901 - one branch per setting type
+def _coerce(key: str, value: Any) -> Any:
     kind = _kind(key)
     try:
         if key == "trusted_issuers":

@@ -12,7 +12,12 @@ from flask_smorest import Blueprint
 from fhirtrd.api.app import FHIR_JSON, Service, json_response, service
 from fhirtrd.api.body import FHIR_JSON_TYPES, read_json
 from fhirtrd.api.errors import (
-    BadRequest, HttpError, NotAcceptable, NotConfigured, NotFound, UpstreamError,
+    BadRequest,
+    HttpError,
+    NotAcceptable,
+    NotConfigured,
+    NotFound,
+    UpstreamError,
 )
 from fhirtrd.api.fhirfetch import FhirFetcher
 from fhirtrd.api.prefetch import FHIR_ID

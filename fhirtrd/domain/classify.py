@@ -22,7 +22,15 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from fhirtrd.domain.model import (
-    Assessment, ConditionFact, Finding, Likelihood, Measurement, Msm, NextStep, PatientRecord, Trial,
+    Assessment,
+    ConditionFact,
+    Finding,
+    Likelihood,
+    Measurement,
+    Msm,
+    NextStep,
+    PatientRecord,
+    Trial,
 )
 from fhirtrd.domain.rules import Instrument, Rules
 from fhirtrd.domain.trials import Course, medication_courses, procedure_courses
@@ -98,7 +106,6 @@ class _Context:
     # -- assessment ------------------------------------------------------------------------------
 
     def assess(self, disorder: str, diagnosis: str) -> Assessment:
-        rules = self.rules
         episode_start = self.episode_boundary(disorder)
         relevant = [c for c in self.courses if self._counts_for(c, disorder)]
         kinds = self._kinds(relevant, disorder)
@@ -171,9 +178,7 @@ class _Context:
         for c in courses:
             if c.kind != "medication":
                 kinds[id(c)] = c.kind
-            elif self._role(c) == "augmentation":
-                kinds[id(c)] = "augmentation"
-            elif disorder == "mdd" and any(
+            elif self._role(c) == "augmentation" or disorder == "mdd" and any(
                     o is not c and o.kind == "medication" and self._role(o) == "antidepressant"
                     and o.start < c.start and (min(o.end, c.end) - c.start).days + 1 >= overlap
                     and kinds.get(id(o)) == "medication"
@@ -409,7 +414,7 @@ class _Context:
 
     def next_step(self, disorder: str, stage: str, latest: Trial | None, codes: set[str],
                   current: list[Trial]) -> NextStep:
-        also = ()
+        also: tuple[str, ...] = ()
         if (disorder == "mdd" and stage in ("III", "IV", "V")) or (disorder == "sad" and stage == "II"):
             also = ("consider-advanced-options",)
         suggestions: tuple[str, ...] = ()

@@ -15,7 +15,7 @@ import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -47,7 +47,7 @@ def load_codesystem(name: str) -> dict[str, Any]:
     return copy.deepcopy(_load(name))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load(name: str) -> dict[str, Any]:
     file = codesystem_file(name)
     path = resources.files("fhirtrd.mappings").joinpath("fhir", file)

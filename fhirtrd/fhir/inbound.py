@@ -29,8 +29,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from fhirtrd.domain.model import (
-    ConditionFact, DataWarning, Dispense, IntoleranceFact, Measurement, MedicationExposure,
-    PatientRecord, ProcedureEvent,
+    ConditionFact,
+    DataWarning,
+    Dispense,
+    IntoleranceFact,
+    Measurement,
+    MedicationExposure,
+    PatientRecord,
+    ProcedureEvent,
 )
 from fhirtrd.fhir.outbound import is_fhirtrd_output
 from fhirtrd.terminology import ATC, Product, Terminology
@@ -113,6 +119,12 @@ def validation_error(resource: dict[str, Any]) -> tuple[str, str] | None:
         element = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-")) or "(resource)"
         return element, err["msg"]
     return None
+
+
+def _obj(holder: Any, key: str) -> dict[str, Any]:
+    """holder[key] when it is a JSON object, else an empty one (real data is often malformed)."""
+    value = holder.get(key) if isinstance(holder, dict) else None
+    return value if isinstance(value, dict) else {}
 
 
 def _codings(concept: Any) -> list[dict[str, Any]]:
@@ -353,8 +365,8 @@ class Adapter:
             b.warn(r, "procedure has no performed date; not used", element="Procedure.performed[x]", source=source)
             return
         laterality = None
-        sites = r.get("bodySite") if isinstance(r.get("bodySite"), list) else []
-        for site in sites:
+        sites = r.get("bodySite")
+        for site in sites if isinstance(sites, list) else []:
             for c in _codings(site):
                 laterality = laterality or self.t.laterality.get((c.get("system"), c.get("code")))  # type: ignore[arg-type]
         if laterality is None:
@@ -435,7 +447,7 @@ class Adapter:
                         hit = Resolved(name, None, "mg")
             if hit is None:
                 continue
-            strength = ing.get("strength") if isinstance(ing.get("strength"), dict) else {}
+            strength = _obj(ing, "strength")
             num, den = strength.get("numerator") or {}, strength.get("denominator") or {}
             value, unit = _num(num.get("value")), num.get("unit") or num.get("code")
             if value is not None and isinstance(unit, str):
@@ -450,7 +462,7 @@ class Adapter:
                         *, final: bool = False) -> None:
         rtype = r["resourceType"]
         status = r.get("status")
-        contained = {c.get("id"): c for c in r.get("contained") or [] if isinstance(c, dict)}
+        contained = {c["id"]: c for c in r.get("contained") or [] if isinstance(c, dict) and isinstance(c.get("id"), str)}
         resolved, problem, waiting = self.resolve(r.get("medicationCodeableConcept"), r.get("medicationReference"),
                                                   contained, aliases)
         if resolved is None:
@@ -482,7 +494,7 @@ class Adapter:
                 b.warn(r, "administration has no date; not used", element="MedicationAdministration.effective[x]",
                        source=source)
                 return
-            dosage = r.get("dosage") if isinstance(r.get("dosage"), dict) else {}
+            dosage = _obj(r, "dosage")
             dose = self._amount(b, r, dosage.get("dose"), resolved, "MedicationAdministration.dosage.dose", source)
             b.administrations[(resolved.ingredient, day)].append((self._plausible(b, r, drug.ingredient, dose, source), ref))
             return
@@ -492,7 +504,7 @@ class Adapter:
         daily = self._plausible(b, r, drug.ingredient, daily, source)
         reason = self._stop_reason(r)
         if rtype == "MedicationStatement":
-            period = r.get("effectivePeriod") if isinstance(r.get("effectivePeriod"), dict) else {}
+            period = _obj(r, "effectivePeriod")
             start = parse_date(period.get("start")) or parse_date(r.get("effectiveDateTime")) or parse_date(r.get("dateAsserted"))
             end = parse_date(period.get("end"), end=True)
             if start is None:
@@ -504,8 +516,8 @@ class Adapter:
                 ingredient=resolved.ingredient, source="statement", start=start, end=end, daily_dose=daily, ref=ref,
                 active=status == "active", stopped=status == "stopped", stop_reason=reason))
             return
-        dispense = r.get("dispenseRequest") if isinstance(r.get("dispenseRequest"), dict) else {}
-        validity = dispense.get("validityPeriod") if isinstance(dispense.get("validityPeriod"), dict) else {}
+        dispense = _obj(r, "dispenseRequest")
+        validity = _obj(dispense, "validityPeriod")
         start = parse_date(r.get("authoredOn")) or parse_date(validity.get("start"))
         if start is None:
             b.warn(r, "order has no authoredOn date; not used", element="MedicationRequest.authoredOn", source=source)
@@ -536,12 +548,12 @@ class Adapter:
     def _supply_days(self, b: RecordBuilder, r: dict[str, Any], dispense: dict[str, Any], daily: float | None,
                      resolved: Resolved) -> int | None:
         repeats = _num(dispense.get("numberOfRepeatsAllowed")) or 0.0
-        duration = dispense.get("expectedSupplyDuration") if isinstance(dispense.get("expectedSupplyDuration"), dict) else {}
+        duration = _obj(dispense, "expectedSupplyDuration")
         value = _num(duration.get("value"))
         unit = duration.get("code") or duration.get("unit") or "d"
         if value is not None and unit in DURATION_DAYS:
             return max(1, round(value * DURATION_DAYS[unit] * (1 + repeats)))
-        quantity = dispense.get("quantity") if isinstance(dispense.get("quantity"), dict) else {}
+        quantity = _obj(dispense, "quantity")
         units = self._units_per_day(r.get("dosageInstruction"))
         qty = _num(quantity.get("value"))
         if qty and units:
@@ -555,7 +567,7 @@ class Adapter:
         if when is None:
             b.warn(r, "dispense has no whenHandedOver date; not used", element="MedicationDispense.whenHandedOver", source=source)
             return
-        supply = r.get("daysSupply") if isinstance(r.get("daysSupply"), dict) else {}
+        supply = _obj(r, "daysSupply")
         days = _num(supply.get("value"))
         quantity = _num((r.get("quantity") or {}).get("value")) if isinstance(r.get("quantity"), dict) else None
         units = self._units_per_day(r.get("dosageInstruction"))
@@ -578,7 +590,7 @@ class Adapter:
     # -- dose arithmetic -------------------------------------------------------------------------
 
     def _per_day(self, dosage: dict[str, Any]) -> float | None:
-        timing = dosage.get("timing") if isinstance(dosage.get("timing"), dict) else {}
+        timing = _obj(dosage, "timing")
         repeat = timing.get("repeat") if isinstance(timing.get("repeat"), dict) else None
         if repeat:
             freq = _num(repeat.get("frequency")) or 1.0
@@ -697,13 +709,13 @@ def _bounds_end(dosages: Any, start: date) -> date | None:
     """The end of the first dosage's timing bounds (boundsPeriod.end, or start + boundsDuration)."""
     if not isinstance(dosages, list) or not dosages or not isinstance(dosages[0], dict):
         return None
-    timing = dosages[0].get("timing") if isinstance(dosages[0].get("timing"), dict) else {}
-    repeat = timing.get("repeat") if isinstance(timing.get("repeat"), dict) else {}
-    period = repeat.get("boundsPeriod") if isinstance(repeat.get("boundsPeriod"), dict) else {}
+    timing = _obj(dosages[0], "timing")
+    repeat = _obj(timing, "repeat")
+    period = _obj(repeat, "boundsPeriod")
     end = parse_date(period.get("end"), end=True)
     if end is not None:
         return end
-    duration = repeat.get("boundsDuration") if isinstance(repeat.get("boundsDuration"), dict) else {}
+    duration = _obj(repeat, "boundsDuration")
     value, unit = _num(duration.get("value")), duration.get("code") or duration.get("unit")
     if value is not None and unit in DURATION_DAYS:
         return start + timedelta(days=max(0, round(value * DURATION_DAYS[unit]) - 1))

@@ -12,7 +12,7 @@ import responses
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from api_samples import AS_OF, EHR_FHIR, EHR_ISSUER, SERVICE_URL, Signer  # noqa: E402
+from api_samples import AS_OF, EHR_FHIR, EHR_ISSUER, SERVICE_URL, Signer
 
 
 @pytest.fixture(scope="session")

@@ -11,8 +11,8 @@ import jwt
 import pytest
 import requests
 import responses
-
 from api_samples import EHR_ISSUER, SERVICE_URL, Signer
+
 from fhirtrd.api.auth import ApiKeys, JwtVerifier, ReplayCache
 from fhirtrd.api.config import load_settings
 from fhirtrd.api.errors import Unauthorized

@@ -8,9 +8,15 @@ from typing import Any
 
 import orjson
 import pytest
-
 from api_samples import (
-    EHR_FHIR, PATIENT_ID, SERVICE_URL, Signer, bundle, hook_request, patient, phq9,
+    EHR_FHIR,
+    PATIENT_ID,
+    SERVICE_URL,
+    Signer,
+    bundle,
+    hook_request,
+    patient,
+    phq9,
     two_failed_ssri_trials,
 )
 

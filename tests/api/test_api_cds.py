@@ -7,10 +7,18 @@ from typing import Any
 
 import pytest
 import responses
-
 from api_samples import (
-    EHR_FHIR, PATIENT_ID, SERVICE_URL, bipolar_condition, bundle, draft_order, hook_request,
-    patient, prefetch_for, searchset, two_failed_ssri_trials,
+    EHR_FHIR,
+    PATIENT_ID,
+    SERVICE_URL,
+    bipolar_condition,
+    bundle,
+    draft_order,
+    hook_request,
+    patient,
+    prefetch_for,
+    searchset,
+    two_failed_ssri_trials,
 )
 
 PV = "/cds-services/fhirtrd-patient-view"

@@ -16,11 +16,18 @@ from typing import Any
 import pytest
 import requests
 import yaml
-
 from api_samples import (
-    AS_OF, EHR_ISSUER, PATIENT_ID, SERVICE_URL, Signer, bundle, hook_request, prefetch_for,
+    AS_OF,
+    EHR_ISSUER,
+    PATIENT_ID,
+    SERVICE_URL,
+    Signer,
+    bundle,
+    hook_request,
+    prefetch_for,
     two_failed_ssri_trials,
 )
+
 from fhirtrd.api.config import load_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -5,9 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import responses
-
 from api_samples import (
-    AS_OF, PATIENT_ID, bundle, mdd_condition, patient, searchset, two_failed_ssri_trials,
+    AS_OF,
+    PATIENT_ID,
+    bundle,
+    mdd_condition,
+    patient,
+    searchset,
+    two_failed_ssri_trials,
 )
 
 FHIR = "application/fhir+json"

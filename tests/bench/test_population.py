@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import sys
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -11,17 +10,15 @@ from typing import Any
 import orjson
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-if str(REPO_ROOT) not in sys.path:  # bench/ is a top-level folder of the repo, not a package
-    sys.path.insert(0, str(REPO_ROOT))
-
-from bench.population import (  # noqa: E402
+from bench.population import (  # bench/ is on sys.path through pytest's pythonpath setting
     PatientPlan,
     Vocabulary,
     generate,
     load_vocabulary,
     patient_resources,
 )
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 SEED = 11
 AS_OF = date(2025, 6, 30)

@@ -7,12 +7,23 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from fhirtrd.service import classify_bundle
 from fhirtrd.terminology import Terminology
+
 from .conftest import (
-    AS_OF, CITALOPRAM, SERTRALINE, assess, assessment, bundle, condition, mdd, order, patient, run_cli, score, trials,
+    AS_OF,
+    CITALOPRAM,
+    SERTRALINE,
+    assess,
+    assessment,
+    bundle,
+    condition,
+    mdd,
+    order,
+    patient,
+    run_cli,
+    score,
+    trials,
     write_json,
 )
 

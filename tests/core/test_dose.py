@@ -5,8 +5,16 @@ from __future__ import annotations
 import pytest
 
 from fhirtrd.terminology import Terminology
+
 from .conftest import (
-    SERTRALINE, SERTRALINE_100_TAB, dispense, dosage, facts, order, statement, warnings_with,
+    SERTRALINE,
+    SERTRALINE_100_TAB,
+    dispense,
+    dosage,
+    facts,
+    order,
+    statement,
+    warnings_with,
 )
 
 

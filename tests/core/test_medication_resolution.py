@@ -5,8 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from fhirtrd.terminology import Terminology
+
 from .conftest import (
-    ATC, RXNORM, SERTRALINE, SERTRALINE_100_TAB, assess, concept, dosage, facts, medication, order,
+    ATC,
+    RXNORM,
+    SERTRALINE,
+    SERTRALINE_100_TAB,
+    assess,
+    concept,
+    dosage,
+    facts,
+    medication,
+    order,
     warnings_with,
 )
 

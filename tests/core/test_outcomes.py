@@ -8,8 +8,18 @@ import pytest
 
 from fhirtrd.domain.model import Assessment, Trial
 from fhirtrd.terminology import Terminology
+
 from .conftest import (
-    CITALOPRAM, SERTRALINE, VENLAFAXINE, assess, assessment, dosage, mdd, order, score, trials,
+    CITALOPRAM,
+    SERTRALINE,
+    VENLAFAXINE,
+    assess,
+    assessment,
+    dosage,
+    mdd,
+    order,
+    score,
+    trials,
 )
 
 # one adequate 90-day sertraline trial, 1 Jan – 31 Mar 2025

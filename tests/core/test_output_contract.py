@@ -7,8 +7,19 @@ from pathlib import Path
 from typing import Any
 
 from .conftest import (
-    AMITRIPTYLINE, CITALOPRAM, SERTRALINE, VENLAFAXINE, bundle, condition, dosage, mdd, order, patient, run_cli,
-    score, write_json,
+    AMITRIPTYLINE,
+    CITALOPRAM,
+    SERTRALINE,
+    VENLAFAXINE,
+    bundle,
+    condition,
+    dosage,
+    mdd,
+    order,
+    patient,
+    run_cli,
+    score,
+    write_json,
 )
 
 STAGES = {"mdd": {"0", "I", "II", "III", "IV", "V"}, "sad": {"0", "I", "II"}}

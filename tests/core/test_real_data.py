@@ -13,6 +13,7 @@ import pytest
 from fhirtrd.domain.model import PatientResult
 from fhirtrd.service import Run, classify_paths
 from fhirtrd.terminology import Terminology
+
 from .conftest import AS_OF, REAL, SERTRALINE, bundle, mdd, order, score, write_json
 
 pytestmark = pytest.mark.skipif(not REAL.is_dir(), reason="real corpus not present")

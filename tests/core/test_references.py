@@ -8,6 +8,7 @@ import pytest
 
 from fhirtrd.fhir.inbound import parse_date
 from fhirtrd.terminology import Terminology
+
 from .conftest import SERTRALINE, assess, condition, order, score
 
 

@@ -7,8 +7,19 @@ from typing import Any
 
 from fhirtrd.domain.model import Assessment
 from fhirtrd.terminology import Terminology
+
 from .conftest import (
-    AS_OF, SERTRALINE, SERTRALINE_100_TAB, assess, assessment, dispense, dosage, mdd, order, statement, trials,
+    AS_OF,
+    SERTRALINE,
+    SERTRALINE_100_TAB,
+    assess,
+    assessment,
+    dispense,
+    dosage,
+    mdd,
+    order,
+    statement,
+    trials,
 )
 
 
