@@ -84,7 +84,8 @@ def _drop_conditional_references(node: Any) -> None:
 def load_population(base: str, patients: int, seed: int, per_bundle: int = 10) -> dict[str, Any]:
     vocab = load_vocabulary()
     session = requests.Session()
-    began, entries, resources, mh = time.perf_counter(), [], 0, 0
+    began, resources, mh = time.perf_counter(), 0, 0
+    entries: list[dict[str, Any]] = []
 
     def flush() -> None:
         if entries:

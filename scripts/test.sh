@@ -9,7 +9,6 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]"
-if [ -f .ci/sekmet.sh ]; then
-  bash .ci/sekmet.sh
-fi
+bash .ci/sekmet.sh >/dev/null
+export FHIRTRD_SEKMET="${FHIRTRD_SEKMET:-$PWD/.venv-sekmet/bin/sekmet}"
 exec .venv/bin/python -m pytest "$@"
