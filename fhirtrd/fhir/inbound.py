@@ -26,6 +26,7 @@ from datetime import date, timedelta
 from functools import cache
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 
 from fhirtrd.domain.model import (
@@ -168,7 +169,7 @@ class RecordBuilder:
     warnings: list[DataWarning] = field(default_factory=list)
     pending: list[tuple[dict[str, Any], str]] = field(default_factory=list)
     # scores and labs wait for validation until the patient turns out to need them (most never do)
-    deferred: list[tuple[dict[str, Any], str, list[Measurement]]] = field(default_factory=list)
+    deferred: list[tuple[bytes, str, list[Measurement]]] = field(default_factory=list)
     administrations: dict[tuple[str, date], list[tuple[float | None, str]]] = field(
         default_factory=lambda: defaultdict(list))
 
@@ -176,6 +177,11 @@ class RecordBuilder:
              source: str | None = None, code: str = "invalid") -> None:
         ref = _ref(resource) if resource is not None else None
         self.warnings.append(DataWarning(message=message, resource=ref, element=element, source=source, code=code))
+
+    def needs_scores(self) -> bool:
+        """True once the patient has a psychiatric diagnosis or treatment (scores can matter)."""
+        return bool(self.exposures or self.dispenses or self.administrations or self.procedures
+                    or any(c.concepts & IN_SCOPE for c in self.conditions))
 
     def record(self, as_of: date) -> PatientRecord:
         """The facts gathered so far; facts dated after `as_of` are dropped with a warning."""
@@ -254,11 +260,10 @@ class Adapter:
         for resource, source in pending:
             self._medication_use(builder, resource, source, {}, final=True)
         deferred, builder.deferred = builder.deferred, []
-        if not (builder.exposures or builder.dispenses or builder.administrations or builder.procedures
-                or any(c.concepts & IN_SCOPE for c in builder.conditions)):
+        if not builder.needs_scores():
             return
-        for resource, source, measurements in deferred:
-            if self._valid(builder, resource, source):
+        for raw, source, measurements in deferred:
+            if self._valid(builder, orjson.loads(raw), source):
                 builder.measurements.extend(measurements)
 
     def _valid(self, builder: RecordBuilder, resource: dict[str, Any], source: str) -> bool:
@@ -347,8 +352,13 @@ class Adapter:
                     continue
                 value = converted
             found.append(Measurement(concept=concept, value=value, when=when, ref=_ref(r)))
-        if found:
-            b.deferred.append((r, source, found))
+        if not found:
+            return
+        if b.needs_scores():
+            if self._valid(b, r, source):
+                b.measurements.extend(found)
+        else:  # kept compact: most of these belong to patients who never need them
+            b.deferred.append((orjson.dumps(r), source, found))
 
     # -- procedures ------------------------------------------------------------------------------
 
