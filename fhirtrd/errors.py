@@ -3,6 +3,8 @@
     FhirtrdError                  root: every error fhirtrd raises on purpose
     ├── TerminologyError          a mappings/ file or row is wrong (names file and row)
     ├── InputError                an input could not be read at all (names the path)
+    ├── OutboundError             an assessment cannot be written as FHIR (fhirtrd.fhir.outbound_errors)
+    ├── ApiError                  an HTTP request is answered with an error (fhirtrd.api.errors)
     └── ServerError               talking to a FHIR server failed (see fhirtrd.server.errors)
 
 Bad data inside a readable input is not an exception: it becomes a DataWarning on the patient.

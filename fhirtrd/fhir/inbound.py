@@ -147,13 +147,6 @@ def _num(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-@dataclass(slots=True)
-class Resolved:
-    ingredient: str
-    strength: float | None
-    unit: str
-
-
 @dataclass
 class RecordBuilder:
     """Collects one patient's facts and warnings as resources arrive in any order."""
@@ -387,7 +380,7 @@ class Adapter:
     # -- medications -----------------------------------------------------------------------------
 
     def resolve(self, concept: Any, reference: Any, contained: dict[str, dict[str, Any]],
-                aliases: dict[str, str]) -> tuple[Resolved | None, str | None, bool]:
+                aliases: dict[str, str]) -> tuple[Product | None, str | None, bool]:
         """(resolved ingredient, problem, waiting) for a medication[x]; waiting = Medication not seen yet."""
         texts: list[str] = []
         if concept is not None:
@@ -421,13 +414,13 @@ class Adapter:
             if ingredient:
                 strengths = {float(m) for m in _MG.findall(text)}
                 strength = strengths.pop() if len(strengths) == 1 else None
-                return Resolved(ingredient, strength, "mg"), None, False
+                return Product(ingredient, strength, "mg"), None, False
         atc = [c.get("code") for c in _codings(concept) if c.get("system") == ATC and isinstance(c.get("code"), str)]
         if any(code.startswith(_ATC_ANTIDEPRESSANT) for code in atc):  # type: ignore[union-attr]
             return None, f"antidepressant (ATC {atc[0]}) whose ingredient is not in the mappings", False
         return None, None, False
 
-    def _lookup_codes(self, concept: Any) -> Resolved | None:
+    def _lookup_codes(self, concept: Any) -> Product | None:
         best: Product | None = None
         for c in _codings(concept):
             p = self.t.products.get((c.get("system"), c.get("code")))  # type: ignore[arg-type]
@@ -442,10 +435,10 @@ class Adapter:
                 if len(found) == 1 and self.t.ingredient_in_text(text) == best.ingredient:
                     strength = found.pop()
                     break
-        return Resolved(best.ingredient, strength, best.unit)
+        return Product(best.ingredient, strength, best.unit)
 
-    def _from_ingredients(self, med: dict[str, Any]) -> Resolved | None:
-        found: list[Resolved] = []
+    def _from_ingredients(self, med: dict[str, Any]) -> Product | None:
+        found: list[Product] = []
         for ing in med.get("ingredient") or []:
             if not isinstance(ing, dict):
                 continue
@@ -454,7 +447,7 @@ class Adapter:
                 for text in _texts(ing.get("itemCodeableConcept")):
                     name = self.t.ingredient_in_text(text)
                     if name:
-                        hit = Resolved(name, None, "mg")
+                        hit = Product(name, None, "mg")
             if hit is None:
                 continue
             strength = _obj(ing, "strength")
@@ -464,7 +457,7 @@ class Adapter:
                 factor = self.t.dose_units.get(unit)
                 per = _num(den.get("value")) or 1.0
                 if factor and factor[0] == "mass":
-                    hit = Resolved(hit.ingredient, value * factor[1] / per, "mg")
+                    hit = Product(hit.ingredient, value * factor[1] / per, "mg")
             found.append(hit)
         return found[0] if len(found) == 1 else None
 
@@ -556,7 +549,7 @@ class Adapter:
         return None
 
     def _supply_days(self, b: RecordBuilder, r: dict[str, Any], dispense: dict[str, Any], daily: float | None,
-                     resolved: Resolved) -> int | None:
+                     resolved: Product) -> int | None:
         repeats = _num(dispense.get("numberOfRepeatsAllowed")) or 0.0
         duration = _obj(dispense, "expectedSupplyDuration")
         value = _num(duration.get("value"))
@@ -570,7 +563,7 @@ class Adapter:
             return max(1, round(qty / units * (1 + repeats)))
         return None
 
-    def _dispense(self, b: RecordBuilder, r: dict[str, Any], resolved: Resolved, ref: str, source: str) -> None:
+    def _dispense(self, b: RecordBuilder, r: dict[str, Any], resolved: Product, ref: str, source: str) -> None:
         if r.get("status") not in ("completed", None):
             return
         when = parse_date(r.get("whenHandedOver")) or parse_date(r.get("whenPrepared"))
@@ -626,7 +619,7 @@ class Adapter:
         kind = self.t.dose_units.get(unit or "1")
         return value * per_day if kind and kind[0] == "unit" else None
 
-    def _amount(self, b: RecordBuilder, r: dict[str, Any], quantity: Any, resolved: Resolved, element: str,
+    def _amount(self, b: RecordBuilder, r: dict[str, Any], quantity: Any, resolved: Product, element: str,
                 source: str) -> float | None:
         """A dose quantity in mg: mass units convert, tablets multiply by the product strength."""
         if not isinstance(quantity, dict):
@@ -646,7 +639,7 @@ class Adapter:
             return None
         return value * kind[1] * resolved.strength
 
-    def _daily_dose(self, b: RecordBuilder, r: dict[str, Any], dosages: Any, resolved: Resolved, element: str,
+    def _daily_dose(self, b: RecordBuilder, r: dict[str, Any], dosages: Any, resolved: Product, element: str,
                     source: str) -> float | None:
         """mg/day: dose per administration × administrations per day, summed over concurrent dosages."""
         if not isinstance(dosages, list) or not dosages:

@@ -10,8 +10,10 @@ Tree:
 
 from __future__ import annotations
 
+from fhirtrd.errors import FhirtrdError
 
-class OutboundError(Exception):
+
+class OutboundError(FhirtrdError):
     """Root of every error the write-back raises."""
 
 

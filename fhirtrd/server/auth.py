@@ -10,6 +10,8 @@ once with a fresh one.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import base64
 import json
 import threading
@@ -187,7 +189,7 @@ def _post_token(
     return body
 
 
-class _CachedTokenAuth:
+class _CachedTokenAuth(ABC):
     """Shared token cache: fetch on first use, renew before expiry or after a 401."""
 
     #: renew when less than this share of the token's lifetime is left (capped by RENEW_MARGIN_MAX)
@@ -205,10 +207,11 @@ class _CachedTokenAuth:
         self._renew_at = 0.0
         self.tokens_fetched = 0
 
+    @abstractmethod
     def _request_token(
         self, session: requests.Session, timeout: float | tuple[float, float]
     ) -> dict[str, Any]:
-        raise NotImplementedError
+        """POST to the token endpoint; the token response as JSON."""
 
     def headers(self, session: requests.Session, timeout: float | tuple[float, float]) -> dict[str, str]:
         with self._lock:
