@@ -36,7 +36,6 @@ from fhirtrd.domain.rules import Instrument, Rules
 from fhirtrd.domain.trials import Course, medication_courses, procedure_courses
 
 MDD_STAGES = ("0", "I", "II", "III", "IV", "V")
-PATIENT_LEVEL = ("misdiagnosis-bipolar", "medical-thyroid", "medical-osa", "substance-use")
 MEDICAL = ("medical-thyroid", "medical-osa", "substance-use")
 
 

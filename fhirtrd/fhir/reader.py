@@ -26,7 +26,7 @@ BUNDLE_TYPES = frozenset({"collection", "searchset", "transaction", "batch", "do
 
 @dataclass(slots=True)
 class Entry:
-    """One resource with where it came from; `aliases` maps fullUrls of its bundle to Type/id."""
+    """One resource, where it came from (file, line or bundle entry) and its Bundle fullUrl, if any."""
 
     resource: dict[str, Any]
     source: str
