@@ -8,7 +8,7 @@ so that each conclusion can name its evidence.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 
 # --- facts (input) -----------------------------------------------------------------------------
 
@@ -21,6 +21,10 @@ class MedicationExposure:
     `daily_dose` is in the ingredient's dose unit (mg/day) or None when it cannot be computed.
     `stop_reason` is a concept from mappings ("adverse-effect", …) or None. `supply_days` is the
     supply an order covers (expected supply × (1 + repeats)); None for other sources.
+    `reasons` are the concepts of the order's or statement's reasonCode/reasonReference (disorders
+    such as "mdd"/"sad" and non-depressive indications such as "neuropathic-pain"; clinical-spec §1).
+    `bedtime` is a dose taken at bedtime (timing.code HS, `when` HS); `prn` is `asNeeded` (§2 adjuncts).
+    `end_assumed` is True when the adapter found no supply and no end (an open active order; §2).
     """
 
     ingredient: str
@@ -33,6 +37,10 @@ class MedicationExposure:
     stopped: bool = False
     stop_reason: str | None = None
     supply_days: int | None = None
+    reasons: frozenset[str] = frozenset()
+    bedtime: bool = False
+    prn: bool = False
+    end_assumed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,12 +56,18 @@ class Dispense:
 
 @dataclass(frozen=True, slots=True)
 class ProcedureEvent:
-    """One session of a non-drug treatment. `concept` is "psychotherapy", "cbt", "ect", "rtms", "cpap"."""
+    """One session of a non-drug treatment, or a treatment device in use.
+
+    `concept` is "psychotherapy", "cbt", "ect", "rtms", "cpap" (from Procedure, Encounter,
+    DeviceRequest, DeviceUseStatement or Device). `reasons` are the disorder concepts named by
+    reasonCode/reasonReference/diagnosis ("mdd", "sad"); empty when none is given (clinical-spec §2.1).
+    """
 
     concept: str
     when: date
     ref: str
     laterality: str | None = None  # "bilateral" | "unilateral" | None
+    reasons: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,12 +84,18 @@ class ConditionFact:
 
 @dataclass(frozen=True, slots=True)
 class Measurement:
-    """A score (instrument total or item) or a lab result, already in the mapped unit."""
+    """A score (instrument total or item) or a lab result, already in the mapped unit.
+
+    `instant` is the full effective timestamp (timezone-aware, UTC) when one was given and `issued`
+    the time the result was issued; scores are ordered by (when, instant, issued) (clinical-spec §3 v2).
+    """
 
     concept: str
     value: float
     when: date
     ref: str
+    instant: datetime | None = None
+    issued: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
