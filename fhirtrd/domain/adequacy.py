@@ -1,0 +1,125 @@
+"""One course judged as a trial: adequacy, intolerance, outcome and failure (clinical-spec §2.1–§3).
+
+Sources: adequate = dose ≥ the MGH-ATRQ minimum, ≥ 6 weeks at that dose, adherence ≥ 80 % (seed;
+ATHF; MGH-ATRQ); psychotherapy ≥ 12 sessions (seed), ECT ≥ 6 (policy); lithium by serum level
+(clinical-spec §7); intolerance from a stop reason, an intolerance record or hyponatraemia during an
+SSRI/SNRI (seed, §2.2); failure = an adequate trial that did not remit (seed), inferred when an
+adequate trial without scores was followed by another treatment (policy, §3).
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from fhirtrd.domain.facts import Facts
+from fhirtrd.domain.model import Trial
+from fhirtrd.domain.outcomes import outcome
+from fhirtrd.domain.trials import Course
+
+
+def judge(facts: Facts, c: Course, kind: str, disorder: str, all_courses: list[Course],
+          episode_start: date | None) -> Trial:
+    """The trial this course is for the disorder."""
+    rules = facts.rules
+    findings: list[str] = []
+    caveats: list[str] = []
+    evidence = list(c.refs)
+    weeks = 0.0
+    adherence = "not-applicable"
+    drug = rules.drug(c.treatment)
+    minimum = drug.min_daily_dose if drug else None
+    adequate_weeks = rules.t("adequate_weeks")
+
+    if c.kind == "medication":
+        assert drug is not None
+        max_dose = c.max_dose
+        if c.treatment == "lithium":
+            dose_ok, weeks = lithium_ok(facts, c, evidence)
+        elif minimum is None:
+            dose_ok, weeks = True, (c.end - c.start).days / 7 + 1 / 7
+        elif max_dose is None:
+            dose_ok = False
+            caveats.append("dose-unknown")
+        else:
+            dose_ok = max_dose >= minimum
+            weeks = c.days_at_or_above(minimum) / 7
+            if not dose_ok:
+                findings.append("inadequate-dose")
+        if c.pdc is None:
+            adherence = "unknown"
+        else:
+            adherence = "ok" if c.pdc >= rules.t("adherence_min_pdc") else "poor"
+            if adherence == "poor":
+                findings.append("nonadherence")
+        duration_ok = weeks >= adequate_weeks
+        if dose_ok and not duration_ok and not c.ongoing:
+            findings.append("inadequate-duration")
+        adequate = dose_ok and duration_ok and adherence != "poor"
+        if disorder == "sad" and not drug.sad_adequate:
+            adequate = False
+            findings.append("inadequate-agent")
+        intolerance = None if adequate else intolerance_evidence(facts, c, drug.drug_class)
+        if intolerance is not None:
+            findings = [f for f in findings if f not in ("inadequate-dose", "inadequate-duration")]
+            findings.append("intolerance")
+            evidence.extend(intolerance)
+    else:
+        minimum_sessions = rules.t("psychotherapy_min_sessions" if c.kind == "psychotherapy" else "ect_min_sessions")
+        adequate = (c.sessions or 0) >= minimum_sessions
+        weeks = ((c.end - c.start).days + 1) / 7
+        if not adequate and not c.ongoing and c.kind == "psychotherapy":
+            findings.append("inadequate-psychotherapy")
+
+    result = outcome(facts, c, disorder)
+    for m in (result.baseline, result.endpoint):
+        if m is not None:
+            evidence.append(m.ref)
+    failed = adequate and result.category not in ("remission", "unknown")
+    inferred = False
+    if adequate and result.category == "unknown" and not c.ongoing:
+        followed = any(o is not c and o.start > c.start for o in all_courses)
+        failed = inferred = followed
+    # a course belongs to the episode it treated: one that started before the boundary is previous
+    episode = "previous" if episode_start is not None and c.start < episode_start else "current"
+    return Trial(
+        treatment=c.treatment, kind=kind, treatment_class=facts.treatment_class(c),
+        start=c.start, end=c.end, ongoing=c.ongoing, adequate=adequate, findings=tuple(findings),
+        adherence=adherence, pdc=c.pdc, outcome=result.category,
+        change=round(result.change, 4) if result.change is not None else None,
+        instrument=result.instrument, evidence=tuple(dict.fromkeys(evidence)), failed=failed,
+        failure_inferred=inferred, episode=episode, daily_dose=c.max_dose, min_adequate_dose=minimum,
+        weeks_adequate=round(weeks, 1), sessions=c.sessions, laterality=c.laterality,
+        segments=tuple(c.segments), caveats=tuple(caveats),
+        baseline=result.baseline.value if result.baseline else None,
+        endpoint=result.endpoint.value if result.endpoint else None)
+
+
+def lithium_ok(facts: Facts, c: Course, evidence: list[str]) -> tuple[bool, float]:
+    """Lithium is judged by serum level (≥ min for ≥ 2 weeks), not by dose (clinical-spec §7)."""
+    levels = [m for m in facts.scores.get("lithium", []) if c.start <= m.when <= c.end + timedelta(days=7)]
+    good = [m for m in levels if m.value >= facts.rules.t("lithium_level_min")]
+    evidence.extend(m.ref for m in levels)
+    if not good:
+        return False, 0.0
+    weeks = ((c.end - good[0].when).days + 1) / 7
+    ok = weeks >= facts.rules.t("lithium_level_weeks") and levels[-1].value >= facts.rules.t("lithium_level_min")
+    return ok, round(((c.end - c.start).days + 1) / 7, 1) if ok else weeks
+
+
+def intolerance_evidence(facts: Facts, c: Course, drug_class: str) -> list[str] | None:
+    """The references showing intolerance (seed, clinical-spec §2.2), or None."""
+    if c.stop_reason == "adverse-effect":
+        return []
+    slack = timedelta(days=30)
+    refs = [i.ref for i in facts.record.intolerances if i.ingredient == c.treatment
+            and (i.when is None or c.start - timedelta(days=7) <= i.when <= c.end + slack)]
+    if refs:
+        return refs
+    if drug_class in ("SSRI", "SNRI") and not c.ongoing:
+        within = int(facts.rules.t("hyponatraemia_stop_within_days"))
+        low = [m for m in facts.scores.get("sodium", [])
+               if m.value < facts.rules.t("hyponatraemia_below") and c.start <= m.when <= c.end
+               and (c.end - m.when).days <= within]
+        if low:
+            return [low[0].ref]
+    return None
