@@ -5,7 +5,9 @@ Sources (clinical-spec §2, v2):
   liothyronine) overlapping an antidepressant trial; a second antidepressant that runs together with
   the first for more than `cross_taper_max_overlap_days` (28) is a combination, `kind: augmentation`
   with its class kept; the first ending within 28 days of the second's start is a switch
-  (cross-taper). Two antidepressants started the same day are a combination and each is judged.
+  (cross-taper). Two antidepressants started the same day are a combination and each is judged: the
+  one at the higher dose relative to its minimum is the antidepressant trial, the other
+  `kind: augmentation` (policy: one combination step, counted once; tie → name order).
 - adjunct: trazodone ≤ 100, doxepin ≤ 25, mirtazapine < 15, amitriptyline/nortriptyline ≤ 50 mg/day
   (mappings/adjunct_doses.csv) at bedtime, PRN or alongside another antidepressant trial. The adjunct
   rule wins over every other rule: never judged, never a finding, never part of a combination.
@@ -24,6 +26,14 @@ from fhirtrd.domain.trials import Course
 def _role(rules: Rules, c: Course) -> str:
     drug = rules.drug(c.treatment)
     return drug.role if drug and c.kind == "medication" else c.kind
+
+
+def _relative_dose(rules: Rules, c: Course) -> float:
+    drug = rules.drug(c.treatment)
+    dose = c.max_dose
+    if drug is None or not drug.min_daily_dose or dose is None:
+        return 0.0
+    return dose / drug.min_daily_dose
 
 
 def mark_adjuncts(courses: list[Course], rules: Rules) -> None:
@@ -58,7 +68,7 @@ def trial_kinds(facts: Facts, courses: list[Course], disorder: str) -> dict[int,
     rules = facts.rules
     taper = timedelta(days=int(rules.t("cross_taper_max_overlap_days")))
     kinds: dict[int, str] = {}
-    for c in sorted(courses, key=lambda c: (c.start, c.treatment)):
+    for c in sorted(courses, key=lambda c: (c.start, -_relative_dose(rules, c), c.treatment)):
         role = _role(rules, c)
         if c.kind == "rtms" or role == "advanced":
             kinds[id(c)] = "advanced"
@@ -70,7 +80,7 @@ def trial_kinds(facts: Facts, courses: list[Course], disorder: str) -> dict[int,
             kinds[id(c)] = "augmentation"
         elif disorder == "mdd" and role == "antidepressant" and any(
                 kinds.get(id(o)) == "medication" and _role(rules, o) == "antidepressant"
-                and o.start < c.start <= o.end and o.end > c.start + taper
+                and (o.start == c.start or o.start < c.start <= o.end and o.end > c.start + taper)
                 for o in courses if o is not c):
             kinds[id(c)] = "augmentation"  # a combination: both run together beyond a cross-taper
         else:

@@ -105,7 +105,10 @@ def test_a_cross_taper_without_dispenses_is_a_switch(terminology: Terminology) -
     assert [t.kind for t in a.trials] == ["medication", "medication"]
 
 
-def test_two_antidepressants_started_the_same_day_are_each_judged(terminology: Terminology) -> None:
-    a = run(terminology.rules, condition(), rx("sertraline", "2025-01-01", days=120),
-            rx("bupropion", "2025-01-01", days=120, dose=300))["mdd"]
-    assert {t.treatment: t.kind for t in a.trials} == {"sertraline": "medication", "bupropion": "medication"}
+def test_two_antidepressants_started_the_same_day_are_one_combination_each_judged(terminology: Terminology) -> None:
+    # sertraline 150 (3× its minimum) leads; bupropion 300 (1×) is the combination's augmentation, class kept
+    a = run(terminology.rules, condition(), rx("sertraline", "2025-01-01", days=120, dose=150),
+            rx("bupropion", "2025-01-01", days=120, dose=300), phq9(19, "2024-12-30"), phq9(18, "2025-04-20"))["mdd"]
+    kinds = {t.treatment: (t.kind, t.treatment_class, t.adequate, t.failed) for t in a.trials}
+    assert kinds == {"sertraline": ("medication", "SSRI", True, True), "bupropion": ("augmentation", "NDRI", True, True)}
+    assert (a.failed_adequate_trials, a.stage) == (1, "I")
