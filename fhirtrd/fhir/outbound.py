@@ -945,7 +945,9 @@ def write_bundles(
     for pid, bundle in iter_bundles(results, settings, issued=issued):
         if out_dir is not None:
             text = json.dumps(bundle, indent=2, ensure_ascii=False) + "\n"
-            (out_dir / f"{pid}.json").write_text(text, encoding="utf-8")
+            partial = out_dir / f".{pid}.json.partial"  # written whole, then renamed: never half a Bundle
+            partial.write_text(text, encoding="utf-8")
+            partial.replace(out_dir / f"{pid}.json")
         elif stream is not None:
             stream.write(json.dumps(bundle, ensure_ascii=False, separators=(",", ":")) + "\n")
         written.append(pid)
