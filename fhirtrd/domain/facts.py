@@ -10,6 +10,13 @@ from fhirtrd.domain.rules import Instrument, Rules
 from fhirtrd.domain.trials import Course
 
 
+def score_key(m: Measurement) -> tuple[date, float, float, str]:
+    """Scores in time order: date, full timestamp, then `issued` (clinical-spec §3 v2); id last, for ties."""
+    never = float("-inf")
+    return (m.when, m.instant.timestamp() if m.instant else never,
+            m.issued.timestamp() if m.issued else never, m.ref)
+
+
 @dataclass(frozen=True)
 class Facts:
     """One patient's record, the rules, the as-of date, scores by concept and treatment courses."""
@@ -42,4 +49,6 @@ class Facts:
             return "ECT"
         if c.kind == "psychotherapy":
             return "psychotherapy"
+        if c.kind == "rtms":
+            return "rTMS"
         return self.rules.drugs[c.treatment].drug_class

@@ -1,5 +1,9 @@
-"""Next step for the latest trial of the current episode (seed; clinical-spec §6 table).
+"""Next step for the latest trial of the current episode (seed; clinical-spec §6 table, v2).
 
+The latest trial is the latest antidepressant, psychotherapy or ECT trial of the current episode
+(not an augmentation, adjunct, advanced or non-depressive-indication trial; ties: the higher dose
+relative to its minimum). v2 rows: an advanced treatment in progress → `continue`; no trial and the
+latest score in the remission range → `monitor`; no trial otherwise → `start-treatment`.
 The first matching row, top to bottom, is the strategy; `consider-advanced-options` goes in `also`
 at MDD stage ≥ III or SAD stage II. Symptom-targeted augmentation (seed): residual insomnia →
 mirtazapine, fatigue or sexual side effects → bupropion (mappings/symptom_targets.csv).
@@ -7,11 +11,33 @@ mirtazapine, fatigue or sexual side effects → bupropion (mappings/symptom_targ
 
 from __future__ import annotations
 
-from fhirtrd.domain.facts import Facts
+from fhirtrd.domain.facts import Facts, score_key
 from fhirtrd.domain.model import NextStep, Trial
 from fhirtrd.domain.pseudo import MEDICAL
 
 NOT_ADEQUATE = {"inadequate-dose", "inadequate-duration", "inadequate-psychotherapy", "inadequate-agent"}
+
+
+def latest_trial(current: list[Trial]) -> Trial | None:
+    """The trial the next step looks at (clinical-spec §6 v2)."""
+    candidates = [t for t in current if t.kind in ("medication", "psychotherapy", "ect")
+                  and "non-depressive-indication" not in t.findings]
+
+    def relative_dose(t: Trial) -> float:
+        if t.daily_dose is None or not t.min_adequate_dose:
+            return 0.0
+        return t.daily_dose / t.min_adequate_dose
+
+    return max(candidates, key=lambda t: (t.start, relative_dose(t), t.treatment), default=None)
+
+
+def in_remission(facts: Facts, disorder: str) -> bool:
+    """The latest score of the disorder's instruments is at or below its remission cut-off."""
+    series = [(m, inst) for inst in facts.instruments(disorder) for m in facts.scores.get(inst.key, [])]
+    if not series:
+        return False
+    m, inst = max(series, key=lambda pair: score_key(pair[0]))
+    return inst.remission_max is not None and m.value <= inst.remission_max
 
 
 def next_step(facts: Facts, disorder: str, stage: str, latest: Trial | None, codes: set[str],
@@ -27,7 +53,13 @@ def next_step(facts: Facts, disorder: str, stage: str, latest: Trial | None, cod
         why = ", ".join(sorted(codes & set(MEDICAL))
                         + (["nonadherence"] if latest and "nonadherence" in latest.findings else []))
         return NextStep("address-pseudo-resistance", also, (), f"resolve first: {why}")
+    advanced = [t for t in current if t.kind == "advanced" and t.ongoing]
+    if advanced:
+        names = ", ".join(sorted({t.treatment for t in advanced}))
+        return NextStep("continue", (), (), f"advanced treatment in progress: {names}")
     if latest is None:
+        if in_remission(facts, disorder):
+            return NextStep("monitor", also, (), "no treatment trial; the latest score is in the remission range")
         return NextStep("start-treatment", also, (), "no treatment trial on record")
     if latest.ongoing and "inadequate-dose" in latest.findings:
         return NextStep("optimize-dose", also, (), f"{latest.treatment} below the minimum adequate dose")

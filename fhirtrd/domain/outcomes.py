@@ -2,7 +2,9 @@
 
 Sources: baseline/endpoint windows, categories and failure (seed; clinical-spec §3); remission
 cut-offs and response thresholds per instrument in mappings/instruments.csv; ≥ 8 weeks of
-remission scores end an episode (ATHF: 2 months of euthymia).
+remission scores end an episode (ATHF: 2 months of euthymia). v2: ≥ 12 months between the end of
+one treatment and the start of the next starts a new episode at that treatment, and a recorded MDD
+Condition whose onset follows an earlier Condition's abatement starts one at that onset.
 """
 
 from __future__ import annotations
@@ -61,8 +63,43 @@ def category(facts: Facts, inst: Instrument, endpoint: float, change: float | No
     return "nonresponse"
 
 
-def episode_boundary(facts: Facts, disorder: str) -> date | None:
-    """Start of the current episode: a relapse after ≥ 8 weeks of remission scores (None: one episode).
+def episode_boundary(facts: Facts, disorder: str, treatments: list[Course]) -> date | None:
+    """Start of the current episode, the latest of the three rules below (None: one episode).
+
+    `treatments` are the disorder's antidepressant, psychotherapy, ECT and advanced courses.
+    """
+    found = [d for d in (remission_boundary(facts, disorder), treatment_gap_boundary(facts, treatments),
+                         condition_boundary(facts, disorder)) if d is not None and d <= facts.as_of]
+    return max(found) if found else None
+
+
+def treatment_gap_boundary(facts: Facts, treatments: list[Course]) -> date | None:
+    """The start of the latest treatment that began ≥ 12 months after every earlier one had ended (v2).
+
+    The time after the last treatment up to the as-of date never ends an episode by itself.
+    """
+    gap = int(facts.rules.t("episode_treatment_gap_days"))
+    boundary = None
+    ended: date | None = None
+    for c in sorted(treatments, key=lambda c: (c.start, c.end)):
+        if ended is not None and (c.start - ended).days >= gap:
+            boundary = c.start
+        ended = c.end if ended is None else max(ended, c.end)
+    return boundary
+
+
+def condition_boundary(facts: Facts, disorder: str) -> date | None:
+    """The latest onset of a recorded MDD Condition after an earlier Condition's abatement (v2)."""
+    if disorder != "mdd":
+        return None
+    conditions = facts.conditions("mdd")
+    abated = [c.abatement for c in conditions if c.abatement is not None]
+    onsets = [c.onset for c in conditions if c.onset is not None and any(a < c.onset for a in abated)]
+    return max(onsets) if onsets else None
+
+
+def remission_boundary(facts: Facts, disorder: str) -> date | None:
+    """A relapse after ≥ 8 weeks of remission scores (None: no such relapse).
 
     A remission that lasts to the latest score is not a new episode: the patient is still in the
     episode that remitted, so its trials stay current (the next step is then `continue`).

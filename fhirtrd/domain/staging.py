@@ -2,7 +2,10 @@
 
 Sources: Thase & Rush 1997 (stages 0–V; classes per clinical-spec §4); treatment-resistant MDD =
 ≥ 2 failed adequate antidepressant trials (FDA esketamine label; EU-PEARL 2022); Maudsley Staging
-Method (Fekadu 2009); SAD stages and the formal TR-SAD label (seed; clinical-spec §5).
+Method (Fekadu 2009); SAD stages and the formal TR-SAD label (seed; clinical-spec §5). v2: for the
+TR-SAD label, SSRIs and the SNRI venlafaxine are one mechanism (mappings/sad_mechanisms.csv; SADRT,
+Pollack 2014), and generic psychotherapy counts as the CBT leg with the caveat `modality-unverified`.
+Advanced, adjunct and augmentation trials are never staged.
 """
 
 from __future__ import annotations
@@ -33,20 +36,24 @@ def thase_rush(facts: Facts, counted: list[Trial]) -> tuple[str, bool]:
     return MDD_STAGES[stage], len(meds) >= facts.rules.t("tr_mdd_min_failures")
 
 
-def sad_stage(facts: Facts, counted: list[Trial], current: list[Trial], codes: set[str]) -> tuple[str, bool]:
-    """(stage 0/I/II, formal TR-SAD label) (seed; clinical-spec §5)."""
+def sad_stage(facts: Facts, counted: list[Trial], current: list[Trial], codes: set[str]) -> tuple[str, bool, bool]:
+    """(stage 0/I/II, formal TR-SAD label, modality-unverified) (seed; clinical-spec §5 v2)."""
     rules = facts.rules
     n = len(counted)
     stage = "0" if n == 0 else "I" if n == 1 else "II"
     first_line = [t for t in counted if t.kind == "psychotherapy"
                   or (rules.drug(t.treatment) and rules.drugs[t.treatment].sad_line == "first")]
-    distinct = len({t.treatment_class for t in first_line}) >= rules.t("tr_sad_min_distinct")
+    mechanisms = {rules.sad_mechanisms.get(t.treatment_class, t.treatment_class) for t in first_line}
+    distinct = len(mechanisms) >= rules.t("tr_sad_min_distinct")
     verified = all(t.adherence == "ok" for t in first_line if t.kind == "medication")
     impaired = any(facts.scores.get(inst) and facts.scores[inst][-1].value >= minimum
                    for inst, minimum in rules.impairment)
-    latest = max(current, key=lambda t: t.start, default=None)
+    judged = [t for t in current if t.kind not in ("adjunct", "advanced")]
+    latest = max(judged, key=lambda t: t.start, default=None)
     open_findings = bool(codes) or bool(latest and latest.findings)
-    return stage, distinct and verified and impaired and not open_findings
+    resistant = distinct and verified and impaired and not open_findings
+    generic = any(t.kind == "psychotherapy" and t.treatment == "psychotherapy" for t in first_line)
+    return stage, resistant, generic and distinct
 
 
 def msm(facts: Facts, current: list[Trial], counted: list[Trial], episode_start: date | None) -> Msm:
@@ -77,7 +84,7 @@ def msm(facts: Facts, current: list[Trial], counted: list[Trial], episode_start:
 
 
 def episode_first_date(facts: Facts, current: list[Trial], episode_start: date | None) -> date | None:
-    dates = [t.start for t in current]
+    dates = [t.start for t in current if t.kind != "adjunct" and "non-depressive-indication" not in t.findings]
     dates += [c.onset for c in facts.conditions("mdd", active_only=True) if c.onset]
     if episode_start:
         dates = [d for d in dates if d >= episode_start] or [episode_start]

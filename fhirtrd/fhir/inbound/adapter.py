@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import orjson
+
+from fhirtrd.fhir import elements
 
 from fhirtrd.fhir.inbound.common import RecordBuilder
 from fhirtrd.fhir.inbound.conditions import ConditionsMixin
@@ -36,7 +39,20 @@ class Adapter(ConditionsMixin, ObservationsMixin, ProceduresMixin, IntoleranceMi
         handler = self.handlers.get(resource["resourceType"])
         if handler is None or resource.get("status") == "entered-in-error" or is_fhirtrd_output(resource):
             return
-        handler(builder, resource, source, aliases)
+        self.read(builder, resource, source, lambda: handler(builder, resource, source, aliases))
+
+    def read(self, builder: RecordBuilder, resource: dict[str, Any], source: str, step: Callable[[], None]) -> None:
+        """Run one resource's reader; each element of the wrong type becomes a warning naming it."""
+        rtype = resource["resourceType"]
+        with elements.collecting() as problems:
+            try:
+                step()
+            except Exception as exc:  # noqa: BLE001 - one resource never sinks the patient; the fuzz test keeps this empty
+                builder.warn(resource, f"{rtype} could not be read ({type(exc).__name__}); skipped", source=source,
+                             element=rtype, code="unreadable-resource")
+        for element, message in problems:
+            builder.warn(resource, f"{element} {message}; not used", element=f"{rtype}.{element}", source=source,
+                         code="unusable-element")
 
     def remember_medication(self, resource: dict[str, Any], full_url: str | None) -> None:
         rid = resource.get("id")
@@ -54,7 +70,7 @@ class Adapter(ConditionsMixin, ObservationsMixin, ProceduresMixin, IntoleranceMi
         """
         pending, builder.pending = builder.pending, []
         for resource, source in pending:
-            self._medication_use(builder, resource, source, {}, final=True)
+            self.read(builder, resource, source, partial(self._medication_use, builder, resource, source, {}, final=True))
         deferred, builder.deferred = builder.deferred, []
         if not builder.needs_scores():
             return

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from fhirtrd.fhir import elements
 from fhirtrd.domain.model import (
     ConditionFact,
     DataWarning,
@@ -46,6 +47,8 @@ def parse_date(value: Any, *, end: bool = False) -> date | None:
     if not m:
         return None
     y, mo, d = int(m.group(1)), m.group(2), m.group(3)
+    if y not in elements.YEARS:
+        return None
     try:
         if d:
             return date(y, int(mo), int(d))
@@ -88,6 +91,53 @@ def subject_of(resource: dict[str, Any], aliases: dict[str, str]) -> str | None:
     return None
 
 
+FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+
+
+def is_fhir_id(value: Any) -> bool:
+    """True for a FHIR id: 1-64 of A-Z a-z 0-9 - . (no spaces, no newline)."""
+    return isinstance(value, str) and FHIR_ID.fullmatch(value) is not None
+
+
+def server_base(url: str) -> str | None:
+    """The server base of an absolute resource URL (`https://h/fhir/Type/id[/_history/v]` → `https://h/fhir`)."""
+    if "://" not in url:
+        return None
+    parts = url.split("?", 1)[0].rstrip("/").split("/")
+    if len(parts) >= 6 and parts[-2] == "_history":
+        parts = parts[:-2]
+    return "/".join(parts[:-2]) if len(parts) >= 5 else None
+
+
+def patient_of(resource: dict[str, Any], aliases: dict[str, str], bases: set[str]) -> tuple[str | None, str | None]:
+    """(patient id, problem) of a resource's subject/patient, joining only references to this server.
+
+    A reference joins a patient when it is relative (`Patient/id`, `Patient/id/_history/v`), a
+    fullUrl of the same input (`urn:uuid:…` or an absolute URL seen as a fullUrl), or an absolute URL
+    whose base is the base of the input's own fullUrls. A reference to another server, a conditional
+    reference or an id that is not a FHIR id is a problem and joins nobody.
+    """
+    for key in ("subject", "patient"):
+        ref = resource.get(key)
+        value = ref.get("reference") if isinstance(ref, dict) else None
+        if not isinstance(value, str) or not value:
+            continue
+        value = aliases.get(value, value)
+        if "?" in value:
+            return None, f"{key} is a conditional reference ({value[:80]!r}); it cannot be resolved"
+        if "://" in value:
+            base = server_base(value)
+            if base not in bases:
+                return None, f"{key} points at another server ({value[:120]!r}); not merged with a local patient"
+        pid = reference_id({"reference": value}, "Patient", {})
+        if pid is None:
+            continue
+        if not is_fhir_id(pid):
+            return None, f"{key} names a patient id that is not a FHIR id ({pid[:80]!r})"
+        return pid, None
+    return None, None
+
+
 @cache
 def _model(resource_type: str) -> Any:
     from fhir.resources.R4B import get_fhir_model_class
@@ -102,32 +152,38 @@ def validation_error(resource: dict[str, Any]) -> tuple[str, str] | None:
         err = exc.errors()[0]
         element = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-")) or "(resource)"
         return element, err["msg"]
+    except (TypeError, ValueError, OverflowError, RecursionError) as exc:  # the models' own validators can raise
+        return "(resource)", f"cannot be validated ({type(exc).__name__}: {str(exc)[:120]})"
     return None
 
 
-def _obj(holder: Any, key: str) -> dict[str, Any]:
-    """holder[key] when it is a JSON object, else an empty one (real data is often malformed)."""
-    value = holder.get(key) if isinstance(holder, dict) else None
-    return value if isinstance(value, dict) else {}
+def _obj(holder: Any, key: str, element: str | None = None) -> dict[str, Any]:
+    """holder[key] when it is a JSON object; another type is a problem on `element` (default: key)."""
+    return elements.obj(holder, key, element or key)
 
 
-def _codings(concept: Any) -> list[dict[str, Any]]:
-    if not isinstance(concept, dict):
-        return []
-    codings = concept.get("coding")
-    return [c for c in codings if isinstance(c, dict)] if isinstance(codings, list) else []
+def _codings(concept: Any, element: str) -> list[dict[str, Any]]:
+    """Codings whose system and code are strings (others are problems on `element`)."""
+    return elements.codings(concept, element)
 
 
-def _texts(concept: Any) -> list[str]:
-    if not isinstance(concept, dict):
-        return []
-    out = [concept["text"]] if isinstance(concept.get("text"), str) else []
-    out += [c["display"] for c in _codings(concept) if isinstance(c.get("display"), str)]
-    return out
+def _texts(concept: Any, element: str) -> list[str]:
+    return elements.texts(concept, element)
 
 
-def _num(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+def _unit(quantity: Any) -> str | None:
+    """A Quantity's unit code (or unit text) when it is a string."""
+    if not isinstance(quantity, dict):
+        return None
+    for key in ("code", "unit"):
+        if isinstance(quantity.get(key), str) and quantity[key]:
+            return str(quantity[key])
+    return None
+
+
+def _num(value: Any, element: str = "value") -> float | None:
+    """A finite, plausibly sized number (others are problems on `element`)."""
+    return elements.number(value, element)
 
 
 @dataclass

@@ -12,6 +12,7 @@ from fhirtrd.fhir.inbound.common import (
     AdapterBase,
     RecordBuilder,
     _codings,
+    _obj,
     _ref,
     _texts,
     parse_date,
@@ -23,19 +24,19 @@ class ConditionsMixin(AdapterBase):
 
     def _condition(self, b: RecordBuilder, r: dict[str, Any], source: str, aliases: dict[str, str]) -> None:
         concepts: set[str] = set()
-        for c in _codings(r.get("code")):
+        for c in _codings(r.get("code"), "code"):
             if isinstance(c.get("system"), str) and isinstance(c.get("code"), str):
                 concepts |= self.t.condition_concepts(c["system"], c["code"])
         if not concepts or not self._valid(b, r, source):
             return
-        verification = {c.get("code") for c in _codings(r.get("verificationStatus"))}
+        verification = {c.get("code") for c in _codings(r.get("verificationStatus"), "verificationStatus")}
         if verification & {"refuted", "entered-in-error"}:
             return
-        clinical = {c.get("code") for c in _codings(r.get("clinicalStatus"))}
+        clinical = {c.get("code") for c in _codings(r.get("clinicalStatus"), "clinicalStatus")}
         abatement = parse_date(r.get("abatementDateTime"), end=True) or parse_date(
-            (r.get("abatementPeriod") or {}).get("end"), end=True)
+            _obj(r, "abatementPeriod").get("end"), end=True)
         active = bool(clinical & {"active", "recurrence", "relapse"}) if clinical else abatement is None
-        onset = (parse_date(r.get("onsetDateTime")) or parse_date((r.get("onsetPeriod") or {}).get("start"))
+        onset = (parse_date(r.get("onsetDateTime")) or parse_date(_obj(r, "onsetPeriod").get("start"))
                  or parse_date(r.get("recordedDate")))
         b.conditions.append(ConditionFact(concepts=frozenset(concepts), onset=onset, abatement=abatement,
-                                          active=active, ref=_ref(r), display=(_texts(r.get("code")) or [""])[0]))
+                                          active=active, ref=_ref(r), display=(_texts(r.get("code"), "code") or [""])[0]))

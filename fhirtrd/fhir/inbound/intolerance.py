@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 
+from fhirtrd.fhir import elements
 from fhirtrd.domain.model import (
     IntoleranceFact,
 )
@@ -21,7 +22,7 @@ class IntoleranceMixin(MedicationsMixin):
     """AllergyIntolerance and AdverseEvent → IntoleranceFact."""
 
     def _allergy(self, b: RecordBuilder, r: dict[str, Any], source: str, aliases: dict[str, str]) -> None:
-        concepts = [r.get("code")] + [x.get("substance") for x in r.get("reaction") or [] if isinstance(x, dict)]
+        concepts = [r.get("code")] + [x.get("substance") for x in elements.objects(r.get("reaction"), "reaction")]
         ingredient = None
         for concept in concepts:
             hit, _, _ = self.resolve(concept, None, {}, aliases) if concept else (None, None, False)
@@ -30,7 +31,7 @@ class IntoleranceMixin(MedicationsMixin):
                 break
         if ingredient is None or not self._valid(b, r, source):
             return
-        verification = {c.get("code") for c in _codings(r.get("verificationStatus"))}
+        verification = {c.get("code") for c in _codings(r.get("verificationStatus"), "verificationStatus")}
         if verification & {"refuted", "entered-in-error"}:
             return
         if r.get("type") == "allergy":
@@ -40,7 +41,7 @@ class IntoleranceMixin(MedicationsMixin):
 
     def _adverse_event(self, b: RecordBuilder, r: dict[str, Any], source: str, aliases: dict[str, str]) -> None:
         ingredient = None
-        for entity in r.get("suspectEntity") or []:
+        for entity in elements.objects(r.get("suspectEntity"), "suspectEntity"):
             if not isinstance(entity, dict):
                 continue
             instance = entity.get("instance")

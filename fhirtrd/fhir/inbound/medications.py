@@ -6,6 +6,7 @@ from datetime import date, timedelta
 from typing import Any
 
 
+from fhirtrd.fhir import elements
 from fhirtrd.domain.model import (
     Dispense,
     MedicationExposure,
@@ -23,6 +24,7 @@ from fhirtrd.fhir.inbound.common import (
     _obj,
     _ref,
     _texts,
+    _unit,
     parse_date,
 )
 from fhirtrd.terminology import ATC, Product
@@ -39,7 +41,7 @@ class MedicationsMixin(AdapterBase):
             hit = self._lookup_codes(concept)
             if hit:
                 return hit, None, False
-            texts = _texts(concept)
+            texts = _texts(concept, "medicationCodeableConcept")
         elif isinstance(reference, dict):
             ref = reference.get("reference")
             med = None
@@ -60,21 +62,21 @@ class MedicationsMixin(AdapterBase):
                 hit = self._from_ingredients(med)
                 if hit:
                     return hit, None, False
-                texts = _texts(med.get("code"))
+                texts = _texts(med.get("code"), "medicationReference(Medication).code")
         for text in texts:
             ingredient = self.t.ingredient_in_text(text)
             if ingredient:
                 strengths = {float(m) for m in _MG.findall(text)}
                 strength = strengths.pop() if len(strengths) == 1 else None
                 return Product(ingredient, strength, "mg"), None, False
-        atc = [c.get("code") for c in _codings(concept) if c.get("system") == ATC and isinstance(c.get("code"), str)]
+        atc = [c.get("code") for c in _codings(concept, "medicationCodeableConcept") if c.get("system") == ATC and isinstance(c.get("code"), str)]
         if any(code.startswith(_ATC_ANTIDEPRESSANT) for code in atc):  # type: ignore[union-attr]
             return None, f"antidepressant (ATC {atc[0]}) whose ingredient is not in the mappings", False
         return None, None, False
 
     def _lookup_codes(self, concept: Any) -> Product | None:
         best: Product | None = None
-        for c in _codings(concept):
+        for c in _codings(concept, "medication[x]"):
             p = self.t.products.get((c.get("system"), c.get("code")))  # type: ignore[arg-type]
             if p is not None and (best is None or (best.strength is None and p.strength is not None)):
                 best = p
@@ -82,7 +84,7 @@ class MedicationsMixin(AdapterBase):
             return None
         strength = best.strength
         if strength is None:  # an ingredient code: a strength may still be in the display
-            for text in _texts(concept):
+            for text in _texts(concept, "medication[x]"):
                 found = {float(m) for m in _MG.findall(text)}
                 if len(found) == 1 and self.t.ingredient_in_text(text) == best.ingredient:
                     strength = found.pop()
@@ -91,12 +93,12 @@ class MedicationsMixin(AdapterBase):
 
     def _from_ingredients(self, med: dict[str, Any]) -> Product | None:
         found: list[Product] = []
-        for ing in med.get("ingredient") or []:
+        for ing in elements.objects(med.get("ingredient"), "Medication.ingredient"):
             if not isinstance(ing, dict):
                 continue
             hit = self._lookup_codes(ing.get("itemCodeableConcept"))
             if hit is None:
-                for text in _texts(ing.get("itemCodeableConcept")):
+                for text in _texts(ing.get("itemCodeableConcept"), "Medication.ingredient.itemCodeableConcept"):
                     name = self.t.ingredient_in_text(text)
                     if name:
                         hit = Product(name, None, "mg")
@@ -104,10 +106,10 @@ class MedicationsMixin(AdapterBase):
                 continue
             strength = _obj(ing, "strength")
             num, den = strength.get("numerator") or {}, strength.get("denominator") or {}
-            value, unit = _num(num.get("value")), num.get("unit") or num.get("code")
+            value, unit = _num(num.get("value"), "Medication.ingredient.strength.numerator.value"), num.get("unit") or num.get("code")
             if value is not None and isinstance(unit, str):
                 factor = self.t.dose_units.get(unit)
-                per = _num(den.get("value")) or 1.0
+                per = _num(den.get("value"), "Medication.ingredient.strength.denominator.value") or 1.0
                 if factor and factor[0] == "mass":
                     hit = Product(hit.ingredient, value * factor[1] / per, "mg")
             found.append(hit)
@@ -117,7 +119,7 @@ class MedicationsMixin(AdapterBase):
                         *, final: bool = False) -> None:
         rtype = r["resourceType"]
         status = r.get("status")
-        contained = {c["id"]: c for c in r.get("contained") or [] if isinstance(c, dict) and isinstance(c.get("id"), str)}
+        contained = {c["id"]: c for c in elements.objects(r.get("contained"), "contained") if isinstance(c.get("id"), str)}
         resolved, problem, waiting = self.resolve(r.get("medicationCodeableConcept"), r.get("medicationReference"),
                                                   contained, aliases)
         if resolved is None:
@@ -144,7 +146,7 @@ class MedicationsMixin(AdapterBase):
         if rtype == "MedicationAdministration":
             if status not in ("completed", "in-progress"):
                 return
-            day = parse_date(r.get("effectiveDateTime")) or parse_date((r.get("effectivePeriod") or {}).get("start"))
+            day = parse_date(r.get("effectiveDateTime")) or parse_date(_obj(r, "effectivePeriod").get("start"))
             if day is None:
                 b.warn(r, "administration has no date; not used", element="MedicationAdministration.effective[x]",
                        source=source)
@@ -190,11 +192,11 @@ class MedicationsMixin(AdapterBase):
         reasons = r.get("statusReason")
         concepts = reasons if isinstance(reasons, list) else [reasons] if isinstance(reasons, dict) else []
         for concept in concepts:
-            for c in _codings(concept):
+            for c in _codings(concept, "statusReason"):
                 hit = self.t.stop_reasons.get((c.get("system"), c.get("code")))  # type: ignore[arg-type]
                 if hit:
                     return hit
-            for text in _texts(concept):
+            for text in _texts(concept, "statusReason"):
                 hit = self.t.stop_reason_in_text(text)
                 if hit:
                     return hit
@@ -202,17 +204,17 @@ class MedicationsMixin(AdapterBase):
 
     def _supply_days(self, b: RecordBuilder, r: dict[str, Any], dispense: dict[str, Any], daily: float | None,
                      resolved: Product) -> int | None:
-        repeats = _num(dispense.get("numberOfRepeatsAllowed")) or 0.0
+        repeats = _num(dispense.get("numberOfRepeatsAllowed"), "dispenseRequest.numberOfRepeatsAllowed") or 0.0
         duration = _obj(dispense, "expectedSupplyDuration")
-        value = _num(duration.get("value"))
-        unit = duration.get("code") or duration.get("unit") or "d"
+        value = _num(duration.get("value"), "dispenseRequest.expectedSupplyDuration.value")
+        unit = _unit(duration) or "d"
         if value is not None and unit in DURATION_DAYS:
-            return max(1, round(value * DURATION_DAYS[unit] * (1 + repeats)))
+            return elements.days(value * DURATION_DAYS[unit] * (1 + repeats), "dispenseRequest.expectedSupplyDuration")
         quantity = _obj(dispense, "quantity")
         units = self._units_per_day(r.get("dosageInstruction"))
-        qty = _num(quantity.get("value"))
+        qty = _num(quantity.get("value"), "dispenseRequest.quantity.value")
         if qty and units:
-            return max(1, round(qty / units * (1 + repeats)))
+            return elements.days(qty / units * (1 + repeats), "dispenseRequest.quantity")
         return None
 
     def _dispense(self, b: RecordBuilder, r: dict[str, Any], resolved: Product, ref: str, source: str) -> None:
@@ -223,18 +225,19 @@ class MedicationsMixin(AdapterBase):
             b.warn(r, "dispense has no whenHandedOver date; not used", element="MedicationDispense.whenHandedOver", source=source)
             return
         supply = _obj(r, "daysSupply")
-        days = _num(supply.get("value"))
-        quantity = _num((r.get("quantity") or {}).get("value")) if isinstance(r.get("quantity"), dict) else None
+        days = _num(supply.get("value"), "daysSupply.value")
+        quantity = _num(_obj(r, "quantity").get("value"), "quantity.value")
         units = self._units_per_day(r.get("dosageInstruction"))
         if days is None and quantity and units:
             days = quantity / units
-        if days is None or days <= 0:
+        days = elements.days(days, "daysSupply")
+        if days is None:
             b.warn(r, "dispense has no usable daysSupply; not used for adherence", element="MedicationDispense.daysSupply",
                    source=source)
             return
         daily = self._daily_dose(b, r, r.get("dosageInstruction"), resolved, "MedicationDispense.dosageInstruction", source)
         if daily is None and quantity and resolved.strength:
-            unit = (r.get("quantity") or {}).get("unit") or (r.get("quantity") or {}).get("code")
+            unit = _obj(r, "quantity").get("unit") or _obj(r, "quantity").get("code")
             kind = self.t.dose_units.get(unit) if isinstance(unit, str) else ("unit", 1.0)
             if kind and kind[0] == "unit":
                 daily = quantity * resolved.strength / days
@@ -248,12 +251,12 @@ class MedicationsMixin(AdapterBase):
         timing = _obj(dosage, "timing")
         repeat = timing.get("repeat") if isinstance(timing.get("repeat"), dict) else None
         if repeat:
-            freq = _num(repeat.get("frequency")) or 1.0
-            period = _num(repeat.get("period")) or 1.0
-            unit = repeat.get("periodUnit") or "d"
+            freq = _num(repeat.get("frequency"), "dosage.timing.repeat.frequency") or 1.0
+            period = _num(repeat.get("period"), "dosage.timing.repeat.period") or 1.0
+            unit = repeat.get("periodUnit") if isinstance(repeat.get("periodUnit"), str) else "d"
             if unit in PERIOD_DAYS and period > 0:
                 return freq / (period * PERIOD_DAYS[unit])
-        for c in _codings(timing.get("code")):
+        for c in _codings(timing.get("code"), "dosage.timing.code"):
             hit = self.t.timing_codes.get((c.get("system"), c.get("code")))  # type: ignore[arg-type]
             if hit:
                 return hit
@@ -276,11 +279,11 @@ class MedicationsMixin(AdapterBase):
         """A dose quantity in mg: mass units convert, tablets multiply by the product strength."""
         if not isinstance(quantity, dict):
             return None
-        value = _num(quantity.get("value"))
+        value = _num(quantity.get("value"), "dosage.doseAndRate.doseQuantity.value")
         if value is None:
             return None
-        unit = quantity.get("code") or quantity.get("unit") or "1"
-        kind = self.t.dose_units.get(unit) or self.t.dose_units.get(str(unit).lower())
+        unit = _unit(quantity) or "1"
+        kind = self.t.dose_units.get(unit) or self.t.dose_units.get(unit.lower())
         if kind is None:
             b.warn(r, f"dose unit {unit!r} is not known; daily dose unknown", element=element, source=source,
                    code="unknown-unit")
@@ -303,6 +306,10 @@ class MedicationsMixin(AdapterBase):
                 continue
             amount = _dose_quantity(dosage)
             per_day = self._per_day(dosage)
+            if amount is not None and per_day is None:  # frequency unknown: an absurd single dose still warns
+                once = self._amount(b, r, {"value": amount[0], "unit": amount[1]}, resolved,
+                                    f"{element}[{i}].doseAndRate.doseQuantity", source)
+                self._plausible(b, r, resolved.ingredient, once, source)
             if amount is None or per_day is None:
                 return None
             mg = self._amount(b, r, {"value": amount[0], "unit": amount[1]}, resolved,
@@ -336,22 +343,24 @@ def _bounds_end(dosages: Any, start: date) -> date | None:
     if end is not None:
         return end
     duration = _obj(repeat, "boundsDuration")
-    value, unit = _num(duration.get("value")), duration.get("code") or duration.get("unit")
-    if value is not None and unit in DURATION_DAYS:
-        return start + timedelta(days=max(0, round(value * DURATION_DAYS[unit]) - 1))
+    value, unit = _num(duration.get("value"), "dosage.timing.repeat.boundsDuration.value"), _unit(duration)
+    span = elements.days(value * DURATION_DAYS[unit], "dosage.timing.repeat.boundsDuration") if (
+        value is not None and unit in DURATION_DAYS) else None
+    if span is not None:
+        return start + timedelta(days=span - 1)
     return None
 
 
 def _dose_quantity(dosage: dict[str, Any]) -> tuple[float, str | None] | None:
-    for dr in dosage.get("doseAndRate") or []:
+    for dr in elements.objects(dosage.get("doseAndRate"), "dosage.doseAndRate"):
         if not isinstance(dr, dict):
             continue
         q = dr.get("doseQuantity")
-        if isinstance(q, dict) and _num(q.get("value")) is not None:
+        if isinstance(q, dict) and _num(q.get("value"), "dosage.doseAndRate.doseQuantity.value") is not None:
             unit = q.get("code") or q.get("unit")
             return float(q["value"]), unit if isinstance(unit, str) else None
         rng = dr.get("doseRange")
-        if isinstance(rng, dict) and isinstance(rng.get("low"), dict) and _num(rng["low"].get("value")) is not None:
+        if isinstance(rng, dict) and isinstance(rng.get("low"), dict) and _num(rng["low"].get("value"), "dosage.doseAndRate.doseRange.low.value") is not None:
             low = rng["low"]
             unit = low.get("code") or low.get("unit")
             return float(low["value"]), unit if isinstance(unit, str) else None

@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 
+from fhirtrd.fhir import elements
 from fhirtrd.domain.model import (
     Measurement,
 )
@@ -13,6 +14,7 @@ from fhirtrd.fhir.inbound.common import (
     AdapterBase,
     RecordBuilder,
     _codings,
+    _obj,
     _num,
     _ref,
     parse_date,
@@ -25,7 +27,7 @@ class ObservationsMixin(AdapterBase):
     def observation_hits(self, r: dict[str, Any]) -> list[tuple[str, dict[str, Any], str]]:
         """(concept, value holder, element) for the code and each component the mappings know."""
         hits: list[tuple[str, dict[str, Any], str]] = []
-        for c in _codings(r.get("code")):
+        for c in _codings(r.get("code"), "code"):
             oc = self.t.observations.get((c.get("system"), c.get("code")))  # type: ignore[arg-type]
             if oc is not None:
                 hits.append((oc.concept, r, "Observation.value"))
@@ -35,7 +37,7 @@ class ObservationsMixin(AdapterBase):
             for i, comp in enumerate(components):
                 if not isinstance(comp, dict):
                     continue
-                for c in _codings(comp.get("code")):
+                for c in _codings(comp.get("code"), f"component[{i}].code"):
                     oc = self.t.observations.get((c.get("system"), c.get("code")))  # type: ignore[arg-type]
                     if oc is not None:
                         hits.append((oc.concept, comp, f"Observation.component[{i}].value"))
@@ -46,7 +48,7 @@ class ObservationsMixin(AdapterBase):
         hits = self.observation_hits(r)
         if not hits or r.get("status") == "cancelled":
             return
-        when = (parse_date(r.get("effectiveDateTime")) or parse_date((r.get("effectivePeriod") or {}).get("start"))
+        when = (parse_date(r.get("effectiveDateTime")) or parse_date(_obj(r, "effectivePeriod").get("start"))
                 or parse_date(r.get("effectiveInstant")) or parse_date(r.get("issued")))
         if when is None:
             b.warn(r, "observation has no effective date; not used", element="Observation.effective[x]", source=source)
@@ -86,24 +88,24 @@ class ObservationsMixin(AdapterBase):
 def _value(holder: dict[str, Any], answers: dict[tuple[str, str], float]) -> tuple[float | None, str | None]:
     """A numeric value: integer, quantity, decimal, a numeric string, or a scored answer code."""
     if "valueInteger" in holder:
-        return _num(holder["valueInteger"]), None
+        return _num(holder["valueInteger"], "valueInteger"), None
     if isinstance(holder.get("valueString"), str):
         try:
             return float(holder["valueString"].strip()), None
         except ValueError:
             return None, None
-    for c in _codings(holder.get("valueCodeableConcept")):
-        for ext in c.get("extension") or []:
+    for c in _codings(holder.get("valueCodeableConcept"), "valueCodeableConcept"):
+        for ext in elements.objects(c.get("extension"), "valueCodeableConcept.coding.extension"):
             if isinstance(ext, dict) and str(ext.get("url", "")).endswith(("/ordinalValue", "/itemWeight")):
-                return _num(ext.get("valueDecimal")), None
+                return _num(ext.get("valueDecimal"), "valueCodeableConcept.coding.extension.valueDecimal"), None
         hit = answers.get((c.get("system"), c.get("code")))  # type: ignore[arg-type]
         if hit is not None:
             return hit, None
     q = holder.get("valueQuantity")
     if isinstance(q, dict):
         unit = q.get("code") or q.get("unit")
-        return _num(q.get("value")), unit if isinstance(unit, str) else None
+        return _num(q.get("value"), "valueQuantity.value"), unit if isinstance(unit, str) else None
     if "valueDecimal" in holder:
-        return _num(holder["valueDecimal"]), None
+        return _num(holder["valueDecimal"], "valueDecimal"), None
     return None, None
 
