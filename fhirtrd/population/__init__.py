@@ -1,0 +1,1 @@
+"""Population classify: a whole export split into patient-hash buckets on disk, classified in parallel."""

@@ -1,0 +1,221 @@
+"""Streams inputs once into on-disk patient-hash buckets, skipping lines of types never read.
+
+Why: memory stays flat whatever the population. Each relevant resource is written, with its source
+and Bundle fullUrl, to the bucket of its patient (a stable hash of the patient id), so one bucket
+holds whole patients and can be classified alone. Medications are not a patient's: they go to a side
+file every bucket reads first. A line of a type the adapter never reads is dropped after a cheap look
+at its raw bytes, before it is parsed.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import orjson
+
+from fhirtrd.errors import InputError
+from fhirtrd.fhir.inbound import Adapter, subject_of
+from fhirtrd.fhir.reader import Entry, ReadReport, _open, expand, input_files, read_path
+from fhirtrd.terminology import Terminology
+
+MEDICATIONS = "medications"
+NO_SUBJECT = 0  # entries without a patient go to bucket 0, where the classify step reports them
+_TYPE = re.compile(rb'"resourceType"\s*:\s*"([A-Za-z]+)"')
+_FLUSH = 1 << 16
+
+
+def bucket_of(pid: str, buckets: int) -> int:
+    """The bucket of a patient id: stable across runs, processes and machines."""
+    return zlib.crc32(pid.encode()) % buckets
+
+
+def encode(entry: Entry, raw: bytes | None = None) -> bytes:
+    """One bucket line: `[source, fullUrl]`, a tab, the resource JSON (JSON escapes every tab);
+    `raw` is the resource's own NDJSON line when it has one (written as read, not re-serialised)."""
+    return orjson.dumps([entry.source, entry.full_url]) + b"\t" + (raw or orjson.dumps(entry.resource)) + b"\n"
+
+
+def decode(line: bytes) -> Entry:
+    head, _, body = line.partition(b"\t")
+    source, full_url = orjson.loads(head)
+    return Entry(orjson.loads(body), source, full_url)
+
+
+def read_bucket(path: Path) -> Iterator[Entry]:
+    if not path.exists():
+        return
+    with path.open("rb") as fh:
+        for line in fh:
+            yield decode(line)
+
+
+@dataclass
+class SplitReport:
+    """What the split saw: lines read and skipped unparsed, entries per bucket, input warnings."""
+
+    read: ReadReport = field(default_factory=ReadReport)
+    lines: int = 0
+    skipped_unparsed: int = 0
+    entries: int = 0
+    bytes_in: int = 0
+
+
+class Splitter:
+    """Writes entries to bucket files through small in-memory buffers (no file handle per bucket)."""
+
+    def __init__(self, directory: Path, buckets: int, terminology: Terminology) -> None:
+        self.directory, self.buckets = directory, buckets
+        directory.mkdir(parents=True, exist_ok=True)
+        self.adapter = Adapter(terminology, validate=False)
+        self.read_types = frozenset({*self.adapter.handlers, "Patient", "Medication", "Bundle"})
+        codes = sorted({code for _, code in terminology.observations})
+        self.observation_codes = re.compile(b'"(?:' + b"|".join(re.escape(c.encode()) for c in codes) + b')"')
+        self.buffers: dict[str, bytearray] = {}
+        self.aliases: dict[str, str] = {}
+        self.report = SplitReport()
+
+    def path(self, name: str | int) -> Path:
+        return self.directory / f"{name}.bucket"
+
+    def _write(self, name: str, data: bytes) -> None:
+        buf = self.buffers.get(name)
+        if buf is None:
+            buf = self.buffers[name] = bytearray()
+        buf += data
+        if len(buf) >= _FLUSH:
+            self._flush(name)
+
+    def _flush(self, name: str) -> None:
+        buf = self.buffers.pop(name, None)
+        if buf:
+            with (self.directory / f"{name}.bucket").open("ab") as fh:
+                fh.write(buf)
+
+    def close(self) -> None:
+        for name in list(self.buffers):
+            self._flush(name)
+
+    def add(self, entry: Entry, raw: bytes | None = None) -> None:
+        """Route one entry (the same relevance rules as `service.Run.add`, applied before the split)."""
+        r = entry.resource
+        rtype = r["resourceType"]
+        if rtype == "Medication":
+            self._write(MEDICATIONS, encode(entry, raw))
+            return
+        if rtype != "Patient" and (rtype not in self.adapter.handlers
+                                   or (rtype == "Observation" and not self.adapter.observation_hits(r))):
+            return
+        pid = subject_of(r, self.aliases)
+        if rtype == "Patient" and pid is not None and entry.full_url and entry.full_url != f"Patient/{pid}":
+            self.aliases[entry.full_url] = f"Patient/{pid}"
+        self.report.entries += 1
+        self._write(str(bucket_of(pid, self.buckets) if pid is not None else NO_SUBJECT), encode(entry, raw))
+
+    def relevant(self, line: bytes) -> bool:
+        """Cheap look at a raw line: False only when its resource is surely of a type never read."""
+        m = _TYPE.search(line)
+        if m is None:
+            return True  # let the parser say what is wrong with it
+        rtype = m.group(1)
+        if rtype == b"Observation":  # no code the mappings know anywhere in it: never read
+            return self.observation_codes.search(line) is not None
+        return rtype.decode() in self.read_types or b'"contained"' in line
+
+    def split_ndjson(self, fh: BinaryIO, name: str, first_line: int = 1, size: int | None = None) -> None:
+        """The NDJSON lines of `fh` from where it stands (`size` bytes of them, default all)."""
+        report = self.report.read
+        left = size
+        for lineno, line in enumerate(fh, start=first_line):
+            if left is not None:
+                if left <= 0:
+                    break
+                left -= len(line)
+            self.report.lines += 1
+            self.report.bytes_in += len(line)
+            if not self.relevant(line):
+                self.report.skipped_unparsed += 1
+                continue
+            line = line.strip()
+            if not line:
+                continue
+            where = f"{name}:{lineno}"
+            try:
+                value = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                report.warn(f"line is not valid JSON ({exc}); skipped", where)
+                continue
+            if isinstance(value, dict) and isinstance(value.get("resourceType"), str) \
+                    and value["resourceType"] != "Bundle":
+                self.add(Entry(value, where), line)
+                continue
+            for entry in expand(value, where, report):
+                self.add(entry)
+
+    def split_file(self, path: Path, start: int = 0, size: int | None = None, first_line: int = 1) -> None:
+        """One input file, or for NDJSON the `size` bytes from `start` (a chunk that begins a line)."""
+        report = self.report.read
+        try:
+            if path.name.endswith((".ndjson", ".ndjson.gz")):
+                if start == 0:
+                    report.files += 1
+                try:
+                    with _open(path) as fh:
+                        if start:
+                            fh.seek(start)
+                        self.split_ndjson(fh, str(path), first_line, size)
+                except (OSError, EOFError) as exc:
+                    report.failed.append(str(path))
+                    raise InputError(f"cannot be read: {exc}", path=str(path)) from exc
+            else:
+                for entry in read_path(path, report):
+                    self.add(entry)
+        except InputError as exc:
+            report.warn(str(exc), str(path), code="unreadable")
+
+    def split(self, paths: Sequence[Path | str]) -> SplitReport:
+        """Stream every input under `paths` into the buckets (an unreadable file is recorded)."""
+        try:
+            for path in input_files(paths, self.report.read):
+                self.split_file(path)
+        finally:
+            self.close()
+        return self.report
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of the input one process splits: a whole file, or whole lines of a plain NDJSON file."""
+
+    path: str
+    start: int = 0
+    size: int | None = None
+    first_line: int = 1
+
+
+def plan_chunks(paths: Sequence[Path | str], report: ReadReport, chunk_bytes: int) -> list[Chunk]:
+    """Input files cut into chunks of about `chunk_bytes` at line ends (gzip and JSON stay whole),
+    with the line number each chunk starts at, so sources read exactly as `fhirtrd classify` names them."""
+    chunks: list[Chunk] = []
+    for path in input_files(paths, report):
+        if not path.name.endswith(".ndjson") or path.stat().st_size <= chunk_bytes:
+            chunks.append(Chunk(str(path)))
+            continue
+        start, line, pos, lines = 0, 1, 0, 0
+        with path.open("rb") as fh:
+            while block := fh.read(1 << 23):
+                nl = block.rfind(b"\n")
+                pos += len(block)
+                if pos - start >= chunk_bytes and nl >= 0:
+                    boundary = pos - len(block) + nl + 1
+                    upto = lines + block.count(b"\n", 0, nl + 1)
+                    chunks.append(Chunk(str(path), start, boundary - start, line))
+                    start, line = boundary, upto + 1
+                lines += block.count(b"\n")
+        if start < pos or not chunks or chunks[-1].path != str(path):
+            chunks.append(Chunk(str(path), start, pos - start, line))
+    return chunks
