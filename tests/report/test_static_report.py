@@ -10,12 +10,27 @@ from fhirtrd.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).parent / "golden"
-# The command as docs/smart-app.md shows it (run here exactly, with the output folder under tmp).
+# The command as README.md and docs/smart-app.md show it (run below exactly, in a folder with samples/).
 COMMAND = "fhirtrd report samples/ --out report/ --as-of 2025-01-15"
 
 
 def test_the_documented_command_is_the_one_tested() -> None:
     assert COMMAND in (ROOT / "docs" / "smart-app.md").read_text(encoding="utf-8")
+    assert COMMAND in (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def test_the_documented_smart_configuration_is_accepted() -> None:
+    import yaml
+
+    from fhirtrd.api.config import load_settings
+    from fhirtrd.smart.settings import smart_settings
+
+    text = (ROOT / "docs" / "smart-app.md").read_text(encoding="utf-8")
+    block = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    settings = load_settings(yaml.safe_load(block))
+    smart = smart_settings(settings.smart, settings.public_url)
+    assert smart is not None and [i.scope_version for i in smart.issuers] == ["v2", "v1"]
+    assert smart.redirect_uri == "https://fhirtrd.example.org/smart/callback"
 
 
 def run_report(tmp_path: Path, *args: str) -> tuple[int, str, str]:
@@ -32,11 +47,19 @@ def run_report(tmp_path: Path, *args: str) -> tuple[int, str, str]:
 
 
 def test_static_report_of_the_samples_matches_the_golden_pages(tmp_path: Path) -> None:
-    argv = COMMAND.split()[1:]
-    argv[argv.index("report/")] = str(tmp_path / "report")
-    code, out, err = run_report(tmp_path, *argv)
-    assert code == 0, err
-    assert "8 patient page(s)" in out
+    import io
+    import shutil
+
+    shutil.copytree(ROOT / "samples", tmp_path / "samples")
+    out, err = io.StringIO(), io.StringIO()
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        code = main(COMMAND.split()[1:], stdout=out, stderr=err)  # exactly the documented command
+    finally:
+        os.chdir(cwd)
+    assert code == 0, err.getvalue()
+    assert "8 patient page(s)" in out.getvalue()
     written = sorted(p.name for p in (tmp_path / "report").iterdir())
     assert "index.html" in written and "report.css" in written and "p-stage2.html" in written
     if os.environ.get("FHIRTRD_UPDATE_GOLDEN"):
