@@ -107,12 +107,14 @@ class Run:
 
 
 def classify_resources(resources: Iterable[dict[str, Any]], terminology: Terminology, as_of: date,
-                       *, source: str = "request", report: ReadReport | None = None) -> list[PatientResult]:
+                       *, source: str = "request", report: ReadReport | None = None,
+                       run: Run | None = None) -> list[PatientResult]:
     """Classify FHIR resources given as dicts (Bundles are opened); one result per patient.
 
-    Input-level warnings (an entry without a subject, a non-FHIR entry) go to `report` when given.
+    Input-level warnings (an entry without a subject, a non-FHIR entry) go to `report` when given;
+    `run` (optional) keeps the patients' facts for a caller that draws them (the clinician's page).
     """
-    run = Run(terminology, as_of, report=report or ReadReport())
+    run = run or Run(terminology, as_of, report=report or ReadReport())
     for i, resource in enumerate(resources):
         for entry in expand(resource, f"{source}[{i}]" if i else source, run.report):
             run.add(entry)

@@ -98,6 +98,9 @@ def create_app(
 
     api.register_blueprint(rest_blp)
     api.register_blueprint(cds_blp)
+    from fhirtrd.smart.views import init_smart  # the SMART app (docs/smart-app.md), when configured
+
+    init_smart(app, settings)
     _register_error_handlers(app)
     log.info(
         "fhirtrd service ready: %d drugs, %d observation codes; cds_auth=%s rest_auth=%s",

@@ -80,6 +80,7 @@ class ServiceSettings:
     log_level: str = "INFO"
     docs: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
+    smart: dict[str, Any] = field(default_factory=dict)  # the SMART app (fhirtrd.smart.settings)
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(ServiceSettings)}

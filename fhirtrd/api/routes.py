@@ -110,6 +110,12 @@ def _respond(svc: Service, results: list[PatientResult], fhir: bool,
     return json_response({"results": dumped, **(extra or {})})
 
 
+def _respond_dumped(svc: Service, dumped: list[dict[str, Any]], fhir: bool) -> Response:
+    if fhir:
+        return json_response(transaction_of(svc, dumped), mimetype=FHIR_JSON)
+    return json_response({"results": dumped})
+
+
 @blp.route("/$classify", methods=["POST"])
 @blp.doc(operationId="classifyBundle", summary="Classify the patients of a FHIR Bundle",
          parameters=[_AS_OF], requestBody=_BUNDLE_BODY, security=[{"bearer": []}])
@@ -156,6 +162,14 @@ def classify_patient_view(patient_id: str) -> Response:
     write = request.args.get("write", "false").lower()
     if write not in ("true", "false"):
         raise BadRequest("write must be true or false", expression="write")
+    from fhirtrd.smart.rest import SERVER_HEADER, TOKEN_HEADER, classify_with_user_token
+
+    if request.headers.get(SERVER_HEADER):  # the user's own server and token (fhirtrd.smart.rest)
+        if write == "true":
+            raise BadRequest("write=true is not available with a per-request FHIR server", expression="write")
+        view = classify_with_user_token(svc, request.headers[SERVER_HEADER], request.headers.get(TOKEN_HEADER),
+                                        patient_id, as_of)
+        return _respond_dumped(svc, [view.result], fhir)
     base = svc.settings.fhir_base_url
     if base is None:
         raise NotConfigured("no FHIR server is configured (setting fhir_base_url)")

@@ -1,0 +1,1 @@
+"""The clinician's page: the treatment-resistance timeline (SVG), the HTML page and the static report."""
