@@ -249,8 +249,14 @@ def _reason(code: str) -> str:
     return definition(code) or display(code)
 
 
-def _fill(ratio: float | None) -> str:
-    """Dose shading: at or above the minimum adequate dose is dark, below it lighter, unknown hatched."""
+NON_DRUG_FILL = "#2e7d6b"
+
+
+def _fill(ratio: float | None, non_drug: bool = False) -> str:
+    """Dose shading: at or above the minimum adequate dose is dark, below it lighter, unknown hatched;
+    a non-drug treatment (psychotherapy, ECT: counted in sessions, no dose) is teal."""
+    if non_drug:
+        return NON_DRUG_FILL
     if ratio is None:
         return "url(#dose-unknown)"
     if ratio >= 1:
@@ -293,9 +299,12 @@ def render_svg(lay: Layout, *, title: str = "Treatment timeline") -> str:
         top = bar.y + (ROW_H - h) / 2
         add(f'<g class="{" ".join(classes)}" data-trial="{bar.index + 1}" data-treatment="{escape(t["treatment"])}">'
             f'<title>{escape(_trial_words(t))}</title>')
+        non_drug = t.get("min_adequate_dose") is None and t.get("sessions") is not None
         for s in bar.segments:
-            dose = f"{s.daily_dose:g} mg/day" if s.daily_dose is not None else "dose unknown"
-            add(f'<rect class="dose" x="{s.x}" y="{top}" width="{s.width:g}" height="{h}" fill="{_fill(s.ratio)}" '
+            dose = f"{s.daily_dose:g} mg/day" if s.daily_dose is not None else \
+                (f"{t['sessions']} sessions" if non_drug else "dose unknown")
+            add(f'<rect class="dose" x="{s.x}" y="{top}" width="{s.width:g}" height="{h}" '
+                f'fill="{_fill(s.ratio, non_drug)}" '
                 f'data-ratio="{"" if s.ratio is None else s.ratio}"><title>{escape(dose)}</title></rect>')
         stroke = 'stroke="#111" stroke-width="2"' if t.get("adequate") else \
             'stroke="#b3261e" stroke-width="2" stroke-dasharray="5 3"'

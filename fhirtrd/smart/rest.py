@@ -37,7 +37,7 @@ def classify_with_user_token(svc: object, server: str, authorization: str | None
     if scheme.lower() != "bearer" or not token.strip():
         raise BadRequest(f"{TOKEN_HEADER} must be 'Bearer <the user's access token>'", expression=TOKEN_HEADER)
     try:
-        return fetch_and_classify(base, token.strip(), patient_id, svc.terminology, as_of, session=svc.session,
+        return fetch_and_classify(base, token.strip(), patient_id, svc.terminology, as_of,
                                   timeout=svc.settings.fhir_timeout_seconds)
     except ServerNotFound as exc:
         raise NotFound(f"Patient/{patient_id} was not found on {base}", expression="Patient.id") from exc

@@ -34,7 +34,7 @@ class SmartSettings:
     session_seconds: int = 3600
     cookie_samesite: str = "Lax"
     frame_ancestors: tuple[str, ...] = ("'self'",)
-    launch_path: str = "/smart/launch"
+    session_db: str = ":memory:"  # a SQLite file shared by the worker processes of one host
 
     def issuer(self, iss: str) -> Issuer | None:
         """The allowlisted issuer with exactly this base URL (trailing slash ignored), else None."""
@@ -47,7 +47,7 @@ class SmartSettings:
 
 
 _KEYS = {"client_id", "client_secret", "redirect_uri", "issuers", "extra_scopes", "session_seconds",
-         "cookie_samesite", "frame_ancestors"}
+         "cookie_samesite", "frame_ancestors", "session_db"}
 _ISSUER_KEYS = {"iss", "authorize_url", "token_url", "scope_version", "name"}
 
 
@@ -96,5 +96,5 @@ def smart_settings(raw: Mapping[str, Any], public_url: str) -> SmartSettings | N
         client_id=client_id, client_secret=str(secret) if secret else None,
         redirect_uri=_url("redirect_uri", raw.get("redirect_uri") or public_url.rstrip("/") + "/smart/callback"),
         issuers=tuple(issuers), extra_scopes=str(raw.get("extra_scopes", "")), session_seconds=seconds,
-        cookie_samesite=samesite,
+        cookie_samesite=samesite, session_db=str(raw.get("session_db") or ":memory:"),
         frame_ancestors=tuple(str(a) for a in (ancestors if isinstance(ancestors, list) else [ancestors])))

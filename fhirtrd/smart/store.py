@@ -16,10 +16,13 @@ from typing import Any
 
 
 class SessionStore:
-    """Expiring JSON values by random key, in SQLite (":memory:" by default: one process)."""
+    """Expiring JSON values by random key, in SQLite: ":memory:" (one process) or a file that the
+    worker processes of one host share (WAL mode)."""
 
     def __init__(self, path: str = ":memory:", clock: Callable[[], float] = time.time) -> None:
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
+        if path != ":memory:":
+            self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("CREATE TABLE IF NOT EXISTS entries (k TEXT PRIMARY KEY, v TEXT, expires REAL)")
         self._lock = threading.Lock()
         self._clock = clock

@@ -37,7 +37,7 @@ def init_smart(app: Flask, settings: ServiceSettings) -> None:
     smart = smart_settings(settings.smart, settings.public_url)
     if smart is None:
         return
-    app.extensions["fhirtrd_smart"] = SmartApp(smart, SessionStore())
+    app.extensions["fhirtrd_smart"] = SmartApp(smart, SessionStore(smart.session_db))
     app.register_blueprint(bp)
 
 
@@ -171,7 +171,7 @@ def page() -> Response:
     iss = session["iss"]
     try:
         view = fetch_and_classify(iss, session["access_token"], session["patient"], svc.terminology, svc.as_of(),
-                                  session=svc.session, timeout=svc.settings.fhir_timeout_seconds)
+                                  timeout=svc.settings.fhir_timeout_seconds)
     except ServerError as exc:
         status = getattr(exc, "status", None)
         if status in (401, 403):

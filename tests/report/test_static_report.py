@@ -102,3 +102,12 @@ def test_an_unreadable_input_is_named_and_the_other_patients_are_still_written(t
 def test_report_needs_an_output_folder(tmp_path: Path) -> None:
     code, _, err = run_report(tmp_path, "report", "samples/")
     assert code == 2 and "--out" in err
+
+
+def test_every_page_has_unique_element_ids_and_its_evidence_links_resolve() -> None:
+    for page in GOLDEN.glob("*.html"):
+        html = page.read_text("utf-8")
+        ids = re.findall(r'\bid="([^"]+)"', html)
+        assert len(ids) == len(set(ids)), page.name
+        for target in re.findall(r'href="#([^"]+)"', html):
+            assert target in ids, f"{page.name}: link to #{target} goes nowhere"

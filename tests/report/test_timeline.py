@@ -118,3 +118,11 @@ def test_score_lane_draws_remission_and_response_lines_from_the_mappings() -> No
     assert f"remission &#8804; {sc['hamd17'].remission_max:g}" in svg
     assert f"response &#8804; {threshold:g}" in svg
     assert svg.count('class="score"') == 2
+
+
+def test_a_psychotherapy_course_is_drawn_as_non_drug_not_as_an_unknown_dose() -> None:
+    a = {"disorder": "sad", "trials": [trial("cbt", "psychotherapy", "2024-01-01", "2024-04-01", kind="psychotherapy",
+                                             daily_dose=None, min_adequate_dose=None, sessions=14)]}
+    svg = render_svg(layout(a, [], scales(), AS_OF))
+    assert 'fill="#2e7d6b"' in svg and "url(#dose-unknown)" not in svg.split("</defs>")[1]
+    assert "14 sessions" in svg

@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 import pytest
 import requests
 
-from .conftest import AUTHZ, OUTPUT, Rig
+from .conftest import AUTHZ, OUTPUT, REPO, Rig
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -132,3 +132,21 @@ def test_sekmet_checks_the_token_a_forged_one_is_refused(rig: Rig) -> None:
     response = requests.get(f"{rig.fhir.base_url}/Patient/p-stage2",
                             headers={"Authorization": f"Bearer {forged}"}, timeout=10)
     assert response.status_code == 401
+
+
+def test_the_static_report_prints_without_the_screen_banner_and_passes_axe(browser: Any, tmp_path: Any) -> None:
+    from fhirtrd.cli import main
+
+    sample = REPO / "samples" / "mdd-intolerance-hyponatraemia-on-citalopram.json"
+    assert main(["report", str(sample), "--out", str(tmp_path),
+                 "--as-of", "2025-01-15"]) == 0
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    page.goto((tmp_path / "p-hyponat.html").as_uri())
+    screen = page.evaluate("() => getComputedStyle(document.querySelector('.banner')).backgroundColor")
+    page.emulate_media(media="print")
+    printed = page.evaluate("() => getComputedStyle(document.querySelector('.banner')).backgroundColor")
+    assert screen == "rgb(15, 59, 99)" and printed == "rgba(0, 0, 0, 0)"
+    assert page.locator('svg.timeline g.finding[data-code="intolerance"]').count() >= 1
+    page.emulate_media(media="screen")
+    assert [v for v in axe(page, "static-p-hyponat") if v["impact"] in ("serious", "critical")] == []
+    page.close()

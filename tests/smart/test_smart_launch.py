@@ -160,3 +160,39 @@ def test_the_cds_card_link_opens_the_app_with_the_finding_as_app_context() -> No
     link = smart_link("https://fhirtrd.example.org/", "mdd", "nonadherence")
     assert link["type"] == "smart" and link["url"] == "https://fhirtrd.example.org/smart/launch"
     assert json.loads(link["appContext"]) == {"disorder": "mdd", "finding": "nonadherence"}
+
+
+@responses.activate
+def test_the_users_token_never_follows_a_next_link_off_the_server() -> None:
+    from datetime import date
+
+    from fhirtrd.server.errors import UnexpectedResponse
+    from fhirtrd.smart.data import fetch_and_classify
+    from fhirtrd.terminology import load_terminology
+
+    responses.get(f"{ISS}/metadata", json={
+        "resourceType": "CapabilityStatement", "fhirVersion": "4.0.1",
+        "rest": [{"mode": "server", "resource": [{"type": "Patient", "operation": [{"name": "everything"}]}]}]})
+    responses.get(f"{ISS}/Patient/p1/$everything", json={
+        "resourceType": "Bundle", "type": "searchset",
+        "link": [{"relation": "next", "url": "https://elsewhere.example.com/steal?page=2"}],
+        "entry": [{"resource": {"resourceType": "Patient", "id": "p1"}}]})
+    with pytest.raises(UnexpectedResponse) as err:
+        fetch_and_classify(ISS, SECRET_TOKEN, "p1", load_terminology(), date(2025, 1, 15))
+    assert "elsewhere.example.com" in str(err.value) and SECRET_TOKEN not in str(err.value)
+    assert all(call.request.url.startswith(ISS) for call in responses.calls)
+    assert all(call.request.headers["Authorization"] == f"Bearer {SECRET_TOKEN}" for call in responses.calls)
+
+
+def test_sessions_expire_and_are_shared_through_a_session_file(tmp_path: Any) -> None:
+    from fhirtrd.smart.store import SessionStore
+
+    now = [1000.0]
+    path = str(tmp_path / "sessions.db")
+    one, two = SessionStore(path, clock=lambda: now[0]), SessionStore(path, clock=lambda: now[0])
+    one.put("session:a", {"patient": "p1"}, 60)
+    assert two.get("session:a") == {"patient": "p1"}  # another worker sees it
+    now[0] += 61
+    assert two.get("session:a") is None  # expired
+    one.put("pending:s", {"iss": ISS}, 60)
+    assert two.pop("pending:s") == {"iss": ISS} and one.pop("pending:s") is None  # taken once
