@@ -24,7 +24,8 @@ from fhirtrd import __version__
 from fhirtrd.errors import InputError, TerminologyError
 
 EXIT_OK, EXIT_UNREADABLE, EXIT_USAGE, EXIT_MAPPINGS = 0, 1, 2, 3
-PLUGGED = ("fhirtrd.api.cli_serve", "fhirtrd.server.cli_sync", "fhirtrd.population.cli_population")
+PLUGGED = ("fhirtrd.api.cli_serve", "fhirtrd.server.cli_sync", "fhirtrd.population.cli_population",
+           "fhirtrd.server.cli_export")
 
 
 def _date(text: str) -> date:
