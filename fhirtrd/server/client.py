@@ -227,7 +227,9 @@ class FhirClient:
         kind: str,
         retry: bool,
     ) -> requests.Response:
-        headers = {"Accept": FHIR_JSON, "User-Agent": f"fhirtrd/{__version__}"}
+        # no-cache: servers that reuse a recent identical search (HAPI FHIR does, for 60 s by default)
+        # would otherwise answer "no outputs yet" right after fhirtrd wrote them
+        headers = {"Accept": FHIR_JSON, "User-Agent": f"fhirtrd/{__version__}", "Cache-Control": "no-cache"}
         if json_body is not None:
             headers["Content-Type"] = f"{FHIR_JSON}; charset=utf-8"
         headers.update(self.auth.headers(self.session, self.timeout))

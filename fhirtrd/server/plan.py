@@ -14,10 +14,18 @@ Why it works this way (cosmicpython ``sync.py``: ``determine_actions`` apart fro
 - Two outputs on the server with one identifier are a conflict that a person must resolve; the
   plan refuses to guess which one is right.
 
-``to_transaction`` turns a plan into one transaction Bundle (all or nothing per patient). How each
-write is expressed follows the CapabilityStatement: conditional update on the identifier where the
-server supports it (idempotent, so safe to retry and to repeat after a crash); otherwise PUT by the
-id found when reading, and POST with ``ifNoneExist`` (or a plain POST as the last resort) to create.
+``to_transaction`` turns a plan into one transaction Bundle (all or nothing per patient). Writes
+are optimistic, so two syncs of the same patient at once never both write (issue 9 item 7):
+
+- an update is a PUT by the id read, with ``ifMatch`` on the version read: if another writer got
+  there first, the server answers 412 and the whole transaction is refused; the sync then reads
+  and plans again, finds the outputs current, and writes nothing;
+- a create is a POST with ``ifNoneExist`` on the identifier where the server supports conditional
+  create (a writer that comes second finds the output and makes no new version), else a
+  conditional update on the identifier, else a plain POST as the last resort.
+
+A lock inside one process would not help: the racing syncs are separate processes, often on
+separate machines, and the server is the only place they meet.
 """
 
 from __future__ import annotations
@@ -49,6 +57,7 @@ class Action:
     existing_id: str | None  # id on the server, when the output exists there
     resource: Mapping[str, Any] | None  # what to send; None when unchanged
     full_url: str
+    version: str | None = None  # meta.versionId of the existing output as read (for If-Match)
 
     @property
     def label(self) -> str:
@@ -107,6 +116,11 @@ def content_hash(resource: Mapping[str, Any], system: str = HASH_SYSTEM) -> str 
         if isinstance(tag, dict) and tag.get("system") == system and tag.get("code"):
             return str(tag["code"])
     return None
+
+
+def _version(resource: Mapping[str, Any]) -> str | None:
+    version = (resource.get("meta") or {}).get("versionId")
+    return str(version) if isinstance(version, (str, int)) and str(version) else None
 
 
 def _full_url(entry: Mapping[str, Any], resource_type: str, identifier: str) -> str:
@@ -177,9 +191,9 @@ def plan_patient(
         if old is None:
             actions.append(Action(CREATE, rtype, ident, None, resource, full_url))
         elif old_hash is not None and old_hash == content_hash(resource, conv.content_hash_system):
-            actions.append(Action(UNCHANGED, rtype, ident, str(old.get("id")), None, full_url))
+            actions.append(Action(UNCHANGED, rtype, ident, str(old.get("id")), None, full_url, _version(old)))
         else:
-            actions.append(Action(UPDATE, rtype, ident, str(old.get("id")), resource, full_url))
+            actions.append(Action(UPDATE, rtype, ident, str(old.get("id")), resource, full_url, _version(old)))
     for flag in deactivated_flags:
         ident = business_identifier(flag, conv.identifier_system)
         if ident is None or ("Flag", ident) in wanted:
@@ -188,7 +202,7 @@ def plan_patient(
         if old is None or old.get("status") != "active":
             continue  # already inactive (or gone): nothing to do
         full_url = _full_url({}, "Flag", ident)
-        actions.append(Action(DEACTIVATE, "Flag", ident, str(old.get("id")), flag, full_url))
+        actions.append(Action(DEACTIVATE, "Flag", ident, str(old.get("id")), flag, full_url, _version(old)))
     return PatientPlan(patient_id, tuple(actions), tuple(companions), tuple(dropped))
 
 
@@ -251,12 +265,15 @@ def to_transaction(
             resource.pop("id", None)
         rtype = action.resource_type
         request: dict[str, str]
-        if rtype in caps.conditional_update:
-            request = {"method": "PUT", "url": f"{rtype}?{_identifier_query(action, conventions.identifier_system)}"}
-        elif action.existing_id:
+        query = _identifier_query(action, conventions.identifier_system)
+        if action.existing_id and action.version:
+            request = {"method": "PUT", "url": f"{rtype}/{action.existing_id}", "ifMatch": f'W/"{action.version}"'}
+        elif action.existing_id and rtype not in caps.conditional_update:
             request = {"method": "PUT", "url": f"{rtype}/{action.existing_id}"}
-        elif rtype in caps.conditional_create:
-            request = {"method": "POST", "url": rtype, "ifNoneExist": _identifier_query(action, conventions.identifier_system)}
+        elif not action.existing_id and rtype in caps.conditional_create:
+            request = {"method": "POST", "url": rtype, "ifNoneExist": query}
+        elif rtype in caps.conditional_update:
+            request = {"method": "PUT", "url": f"{rtype}?{query}"}
         else:
             request = {"method": "POST", "url": rtype}
         entries.append({"fullUrl": action.full_url, "resource": resource, "request": request})

@@ -23,7 +23,14 @@ from fhirtrd.fhir.outbound import OutputSettings, build_transaction, plan_flag_d
 from fhirtrd.fhir.outbound_errors import OutboundError
 from fhirtrd.schemas import dump_result
 from fhirtrd.server.client import FhirClient, ServerCapabilities
-from fhirtrd.server.errors import AuthError, ResponseError, ServerError, UnexpectedResponse
+from fhirtrd.server.errors import (
+    AuthError,
+    PreconditionFailed,
+    RequestRejected,
+    ResponseError,
+    ServerError,
+    UnexpectedResponse,
+)
 from fhirtrd.server.fetch import OUTPUT_TYPES, fetch_patient, read_outputs, searchable_by_patient
 from fhirtrd.server.plan import Conventions, PatientPlan, plan_patient, to_transaction
 from fhirtrd.server.selection import Selection, iter_patients
@@ -32,6 +39,13 @@ from fhirtrd.service import classify_resources
 from fhirtrd.terminology import Terminology
 
 WRITTEN, UNCHANGED, NOT_ASSESSED, PLANNED, FAILED = "written", "unchanged", "not-assessed", "planned", "failed"
+#: times a patient is read and planned again after another writer changed its outputs first
+REPLANS = 3
+
+
+def _lost_race(exc: ResponseError) -> bool:
+    """412 (If-Match failed) or 409 (the server refused a concurrent write): another writer won."""
+    return isinstance(exc, PreconditionFailed) or (isinstance(exc, RequestRejected) and exc.status == 409)
 
 
 @dataclass(frozen=True)
@@ -62,6 +76,7 @@ class PatientOutcome:
     plan: PatientPlan | None = None
     reason: str | None = None
     error: str | None = None
+    replans: int = 0  # times another writer changed the outputs first, so the patient was planned again
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"patient": f"Patient/{self.patient_id}", "status": self.status,
@@ -146,14 +161,21 @@ class PatientSync:
             contract = self.assess(patient_id, record.resources)
             outcome.stages = _stages(contract)
             outcome.assessed = bool(outcome.stages)
-            plan = self.plan(patient_id, contract)
-            outcome.plan = plan
-            if self.config.dry_run:
-                outcome.status = PLANNED if plan.writes else (UNCHANGED if outcome.assessed else NOT_ASSESSED)
-            elif self.apply(plan):
-                outcome.status = WRITTEN
-            else:
-                outcome.status = UNCHANGED if outcome.assessed else NOT_ASSESSED
+            for attempt in range(REPLANS + 1):
+                plan = self.plan(patient_id, contract)
+                outcome.plan = plan
+                if self.config.dry_run:
+                    outcome.status = PLANNED if plan.writes else (UNCHANGED if outcome.assessed else NOT_ASSESSED)
+                    break
+                try:
+                    written = self.apply(plan)
+                except ResponseError as exc:
+                    if attempt < REPLANS and _lost_race(exc):
+                        outcome.replans += 1
+                        continue  # another sync wrote this patient's outputs meanwhile: plan again
+                    raise
+                outcome.status = WRITTEN if written else (UNCHANGED if outcome.assessed else NOT_ASSESSED)
+                break
         except AuthError:
             raise
         except (FhirtrdError, OutboundError) as exc:
@@ -218,6 +240,10 @@ class RunReport:
         per_run = sum(by_kind.get(k, 0) for k in ("metadata", "clock", "select"))
         return (int(self.requests.get("total", 0)) - per_run) / len(self.outcomes)
 
+    def replans(self) -> int:
+        """Transactions refused because another writer got there first (each then planned again)."""
+        return sum(o.replans for o in self.outcomes)
+
     @property
     def failed(self) -> list[PatientOutcome]:
         return [o for o in self.outcomes if o.status == FAILED]
@@ -239,6 +265,7 @@ class RunReport:
             "warnings": self.warnings,
             "counts": self.counts(),
             "outputs": self.action_counts(),
+            "replans": self.replans(),
             "requests": self.requests | {"per_patient": self.requests_per_patient()},
             "failures": [{"patient": f"Patient/{o.patient_id}", "reason": o.reason, "error": o.error}
                          for o in self.failed],
@@ -260,6 +287,8 @@ class RunReport:
         if self.requests:
             lines.append(f"  HTTP requests: {self.requests.get('total', 0)} "
                          f"({self.requests.get('retries', 0)} retries)")
+        if self.replans():
+            lines.append(f"  {self.replans()} patient(s) planned again: another writer changed their outputs first")
         for warning in self.warnings:
             lines.append(f"  warning: {warning}")
         for o in self.failed:

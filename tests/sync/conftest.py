@@ -1,4 +1,10 @@
-"""Fixtures for the sync tests: a real FHIR R4 server (sekmet-fhir) on a free loopback port."""
+"""Fixtures for the sync tests: real FHIR R4 servers (sekmet-fhir, HAPI FHIR JPA) on free loopback ports.
+
+``fhir_server`` is parametrised over both servers, so every test that takes it runs on each; a test
+that needs one server's feature takes ``sekmet_server`` or ``hapi_server``. The HAPI jar is built by
+.ci/hapi.sh from tests/hapi (Maven Central); its JVM starts once per session (about a minute or
+two), in-memory H2, ``-Xmx1g``.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 import requests
@@ -24,7 +30,17 @@ from fhirtrd.server.auth import load_signing_key, public_jwk
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHARED = REPO_ROOT.parent / "shared"
 SEKMET_ENV = "FHIRTRD_SEKMET"
+HAPI_ENV = "FHIRTRD_HAPI_JAR"
 STARTUP_SECONDS = 60.0
+HAPI_STARTUP_SECONDS = 600.0  # a cold JVM, Hibernate and HAPI's registries on a busy 2-core machine
+SERVERS = ("sekmet", "hapi")
+
+
+def _missing(reason: str) -> NoReturn:
+    """Skip outside CI; fail in CI (CI=true), which installs the servers itself and must not skip."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(reason, pytrace=False)
+    pytest.skip(reason)
 
 
 def sekmet_executable() -> Path:
@@ -37,13 +53,19 @@ def sekmet_executable() -> Path:
     candidate = Path(configured) if configured else REPO_ROOT / ".venv-sekmet" / "bin" / "sekmet"
     if candidate.is_file() and os.access(candidate, os.X_OK):
         return candidate
-    reason = (
+    _missing(
         f"the FHIR test server is not installed: no executable at {candidate} "
         f"(run .ci/sekmet.sh, or set {SEKMET_ENV} to a sekmet-fhir==0.1.1 'sekmet' executable)"
     )
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(reason, pytrace=False)
-    pytest.skip(reason)
+
+
+def hapi_jar() -> Path:
+    """The HAPI test server jar: $FHIRTRD_HAPI_JAR, else tests/hapi/target/fhirtrd-hapi.jar."""
+    configured = os.environ.get(HAPI_ENV)
+    candidate = Path(configured) if configured else REPO_ROOT / "tests" / "hapi" / "target" / "fhirtrd-hapi.jar"
+    if candidate.is_file():
+        return candidate
+    _missing(f"the HAPI FHIR test server is not built: no jar at {candidate} (run .ci/hapi.sh)")
 
 
 def free_port() -> int:
@@ -54,13 +76,19 @@ def free_port() -> int:
 
 @dataclass
 class FhirServer:
-    """A running sekmet server: where it listens and how to talk to it without fhirtrd."""
+    """A running FHIR server: where it listens and how to talk to it without fhirtrd."""
 
     base_url: str
     root_url: str
     workdir: Path
     process: subprocess.Popen[bytes]
     log_path: Path
+    kind: str = "sekmet"  # sekmet | hapi
+
+    @property
+    def searches_risk_assessment(self) -> bool:
+        """sekmet cannot search RiskAssessment by patient, so fhirtrd does not write them there."""
+        return self.kind != "sekmet"
 
     def session(self, token: str | None = None) -> requests.Session:
         s = requests.Session()
@@ -115,11 +143,53 @@ def start_sekmet(workdir: Path, server_auth: dict[str, Any] | None = None) -> Fh
         except requests.ConnectionError:
             pass
         time.sleep(0.1)
-    stop_sekmet(server)
+    stop_server(server)
     raise RuntimeError(f"sekmet did not answer GET /fhir/metadata within {STARTUP_SECONDS}s:\n{server.log_tail()}")
 
 
-def stop_sekmet(server: FhirServer) -> None:
+def start_hapi(workdir: Path) -> FhirServer:
+    """Start the HAPI jar on a free loopback port; wait until GET /fhir/metadata answers.
+
+    $FHIRTRD_HAPI_URL (a loopback base URL of a HAPI test server already started from the same
+    jar) is used instead, to save the JVM start while developing; it is never stopped here.
+    """
+    reuse = os.environ.get("FHIRTRD_HAPI_URL")
+    if reuse:
+        idle = subprocess.Popen(["sleep", "infinity"])
+        return FhirServer(reuse.rstrip("/"), reuse.rstrip("/").removesuffix("/fhir"), workdir, idle,
+                          workdir / "hapi.log", kind="hapi")
+    jar = hapi_jar()
+    port = free_port()
+    root = f"http://127.0.0.1:{port}"
+    log_path = workdir / "hapi.log"
+    log = log_path.open("wb")
+    process = subprocess.Popen(
+        ["java", "-Xmx1g", "-XX:+UseSerialGC", "-jar", str(jar),
+         f"--server.port={port}", "--server.address=127.0.0.1"],
+        cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
+    )
+    log.close()
+    server = FhirServer(f"{root}/fhir", root, workdir, process, log_path, kind="hapi")
+    deadline = time.monotonic() + HAPI_STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"HAPI exited with {process.returncode} at start:\n{server.log_tail()}")
+        try:
+            if requests.get(f"{root}/fhir/metadata", timeout=5).status_code == 200:
+                return server
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    stop_server(server)
+    raise RuntimeError(f"HAPI did not answer GET /fhir/metadata within {HAPI_STARTUP_SECONDS}s:\n{server.log_tail()}")
+
+
+def start_server(kind: str, workdir: Path) -> FhirServer:
+    return start_hapi(workdir) if kind == "hapi" else start_sekmet(workdir)
+
+
+def stop_server(server: FhirServer) -> None:
+    """SIGTERM, then SIGKILL after 15 s."""
     if server.process.poll() is None:
         server.process.send_signal(signal.SIGTERM)
         try:
@@ -129,12 +199,16 @@ def stop_sekmet(server: FhirServer) -> None:
             server.process.wait(timeout=5)
 
 
-@pytest.fixture(scope="session")
-def fhir_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FhirServer]:
-    """An open (no auth) sekmet server shared by the session; tests keep to their own patients."""
-    server = start_sekmet(tmp_path_factory.mktemp("sekmet-open"))
+stop_sekmet = stop_server
+
+
+@pytest.fixture(scope="session", params=SERVERS)
+def fhir_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FhirServer]:
+    """An open (no auth) server of each kind, shared by the session; tests keep to their own patients."""
+    kind = str(request.param)
+    server = start_server(kind, tmp_path_factory.mktemp(f"{kind}-open"))
     yield server
-    stop_sekmet(server)
+    stop_server(server)
 
 
 @dataclass
@@ -168,7 +242,7 @@ def smart_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SmartSetu
     }
     server = start_sekmet(workdir, server_auth)
     yield SmartSetup(server, "fhirtrd", key_path, f"{server.root_url}/auth/token", SMART_TOKEN_LIFETIME)
-    stop_sekmet(server)
+    stop_server(server)
 
 
 @pytest.fixture()

@@ -57,6 +57,8 @@ def test_nothing_to_write_gives_no_transaction() -> None:
 
 @pytest.mark.parametrize(("cond_update", "cond_create", "update_request", "create_request"), [
     (True, True, {"method": "PUT", "url": f"Observation?identifier={IDENT}|p1/mdd/trial/x"},
+     {"method": "POST", "url": "Flag", "ifNoneExist": f"identifier={IDENT}|p1/mdd/flag/trd"}),
+    (True, False, {"method": "PUT", "url": f"Observation?identifier={IDENT}|p1/mdd/trial/x"},
      {"method": "PUT", "url": f"Flag?identifier={IDENT}|p1/mdd/flag/trd"}),
     (False, True, {"method": "PUT", "url": "Observation/o2"},
      {"method": "POST", "url": "Flag", "ifNoneExist": f"identifier={IDENT}|p1/mdd/flag/trd"}),
@@ -73,6 +75,24 @@ def test_writes_follow_what_the_server_supports(cond_update: bool, cond_create: 
     assert bundle is not None
     assert [e["request"] for e in bundle["entry"]] == [update_request, create_request]
     assert bundle["entry"][0]["resource"]["id"] == "o2" and "id" not in bundle["entry"][1]["resource"]
+
+
+@pytest.mark.parametrize(("cond_update", "cond_create"), [(True, True), (False, False)])
+def test_an_update_of_a_read_version_is_sent_with_if_match(cond_update: bool, cond_create: bool) -> None:
+    """Two syncs that read the same version cannot both write it: the second gets 412 (issue 9 item 7)."""
+    old = output("Observation", "p1/mdd/trial/x", "old", "o2")
+    old["meta"]["versionId"] = "7"
+    old_flag = output("Flag", "p1/mdd/flag/trd", "f", "f1", status="active")
+    old_flag["meta"]["versionId"] = "2"
+    plan = plan_patient("p1", desired(output("Observation", "p1/mdd/trial/x", "new")), [old, old_flag],
+                        deactivated_flags=[output("Flag", "p1/mdd/flag/trd", "g", "f1", status="inactive")])
+
+    bundle = to_transaction(plan, caps(cond_update, cond_create))
+
+    assert bundle is not None
+    assert [e["request"] for e in bundle["entry"]] == [
+        {"method": "PUT", "url": "Observation/o2", "ifMatch": 'W/"7"'},
+        {"method": "PUT", "url": "Flag/f1", "ifMatch": 'W/"2"'}]
 
 
 def test_references_to_unchanged_outputs_point_at_their_server_ids() -> None:
