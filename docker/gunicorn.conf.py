@@ -27,3 +27,14 @@ errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
 # Behind a reverse proxy that terminates TLS, trust its X-Forwarded-* headers.
 forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+
+def on_starting(server):  # type: ignore[no-untyped-def]
+    """Refuse to start several workers that would each keep their own JWT replay cache."""
+    from fhirtrd.api.config import check_workers, load_settings
+    from fhirtrd.api.errors import ConfigError
+
+    try:
+        check_workers(load_settings(), server.cfg.workers)
+    except ConfigError as exc:
+        raise SystemExit(f"fhirtrd: {exc}") from None

@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import importlib
 import io
+import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
@@ -161,6 +162,12 @@ def main(argv: Sequence[str] | None = None, stdout: IO[str] | None = None, stder
             args = parser().parse_args(argv)
     except SystemExit as exc:
         return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
+    from fhirtrd import logs  # records as JSON lines on stderr, level from FHIRTRD_LOG_LEVEL
+    try:
+        logs.configure(os.environ.get("FHIRTRD_LOG_LEVEL", "WARNING"), None if stderr is sys.stderr else stderr)
+    except ValueError as exc:
+        stderr.write(f"fhirtrd: FHIRTRD_LOG_LEVEL: {exc}\n")
+        return EXIT_USAGE
     try:
         return int(args.run(args, stdout, stderr))
     except BrokenPipeError:

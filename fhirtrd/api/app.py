@@ -4,53 +4,29 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import date
 from typing import Any
 
-import orjson
 import requests
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, request
 from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
 
 import fhirtrd
+from fhirtrd import logs
 from fhirtrd.api.auth import Authenticator, JwtVerifier
+from fhirtrd.api.cds import blp as cds_blp
 from fhirtrd.api.config import ServiceSettings, load_settings
 from fhirtrd.api.errors import HttpError, cds_error, operation_outcome
+from fhirtrd.api.feedback import FeedbackStore
+from fhirtrd.api.http import CDS_PREFIX, FHIR_JSON, Service, json_response
 from fhirtrd.api.prefetch import prefetch_templates
+from fhirtrd.api.routes import blp as rest_blp
 from fhirtrd.fhir.outbound import OutputSettings
-from fhirtrd.terminology import Terminology, load_terminology
+from fhirtrd.terminology import load_terminology
 
 log = logging.getLogger("fhirtrd.api")
 
-FHIR_JSON = "application/fhir+json"
-CDS_PREFIX = "/cds-services"
 _HTTP_CODES = {404: "not-found", 405: "not-supported", 413: "too-costly", 415: "not-supported"}
-
-
-@dataclass
-class Service:
-    """What every request handler needs, built once at start-up (app.extensions["fhirtrd"])."""
-
-    settings: ServiceSettings
-    terminology: Terminology
-    session: requests.Session
-    auth: Authenticator
-    templates: dict[str, str]
-    output_settings: OutputSettings
-
-    def as_of(self) -> date:
-        return self.settings.as_of or date.today()
-
-
-def service() -> Service:
-    """The Service of the current app."""
-    return current_app.extensions["fhirtrd"]  # type: ignore[no-any-return]
-
-
-def json_response(body: Any, status: int = 200, mimetype: str = "application/json") -> Response:
-    return Response(orjson.dumps(body), status=status, mimetype=mimetype)
 
 
 def create_app(
@@ -60,11 +36,14 @@ def create_app(
 ) -> Flask:
     """The Flask app. `config` None reads FHIRTRD_CONFIG and FHIRTRD_* variables (see config.py)."""
     settings = config if isinstance(config, ServiceSettings) else load_settings(config)
+    logs.configure(settings.log_level)
     terminology = load_terminology(settings.mappings_dirs)
     http = session or requests.Session()
     app = Flask("fhirtrd.api")
     app.config.update(
-        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        # One byte over the limit may be read, so that a chunked body (no Content-Length), which
+        # werkzeug cuts silently at this length, is seen to be too large (413), not invalid JSON.
+        MAX_CONTENT_LENGTH=settings.max_body_bytes + 1,
         API_TITLE="fhirtrd",
         API_VERSION=fhirtrd.__version__,
         OPENAPI_VERSION="3.0.3",
@@ -80,7 +59,6 @@ def create_app(
             "servers": [{"url": settings.public_url}],
         },
     )
-    logging.getLogger("fhirtrd").setLevel(settings.log_level.upper())
     app.extensions["fhirtrd"] = Service(
         settings=settings,
         terminology=terminology,
@@ -88,26 +66,44 @@ def create_app(
         auth=Authenticator(settings, JwtVerifier(settings, http)),
         templates=prefetch_templates(terminology),
         output_settings=OutputSettings(canonical_base=settings.canonical_base),
+        feedback=FeedbackStore(settings.feedback_path),
     )
-    api = Api(app)
+    api = _Api(app)
     api.spec.components.security_scheme(
         "bearer", {"type": "http", "scheme": "bearer", "bearerFormat": "API key or JWT"}
     )
-    from fhirtrd.api.cds import blp as cds_blp
-    from fhirtrd.api.routes import blp as rest_blp
-
     api.register_blueprint(rest_blp)
     api.register_blueprint(cds_blp)
     from fhirtrd.smart.views import init_smart  # the SMART app (docs/smart-app.md), when configured
 
     init_smart(app, settings)
+    _document_auth(api, settings)
     _register_error_handlers(app)
     log.info(
-        "fhirtrd service ready: %d drugs, %d observation codes; cds_auth=%s rest_auth=%s",
-        len(terminology.rules.drugs), len(terminology.observations),
-        settings.cds_auth, settings.rest_auth,
+        "fhirtrd service ready",
+        extra={"drugs": len(terminology.rules.drugs), "observation_codes": len(terminology.observations),
+               "cds_auth": settings.cds_auth, "rest_auth": settings.rest_auth},
     )
     return app
+
+
+class _Api(Api):  # type: ignore[misc]
+    """flask-smorest without its generic `default` error response: each operation lists its own."""
+
+    DEFAULT_ERROR_RESPONSE_NAME = None
+
+
+def _document_auth(api: Api, settings: ServiceSettings) -> None:
+    """The document says an operation needs a bearer token (and may answer 401) only when it does."""
+    for path, item in api.spec._paths.items():  # apispec keeps the operations it was given here
+        needed = settings.cds_auth if path.startswith(CDS_PREFIX) else settings.rest_auth
+        for operation in item.values():
+            if not isinstance(operation, dict) or "security" not in operation:
+                continue
+            if not needed:
+                del operation["security"]
+                operation.get("responses", {}).pop(401, None)
+                operation.get("responses", {}).pop("401", None)
 
 
 def _error(status: int, code: str, message: str, expression: str | None = None,
@@ -125,7 +121,8 @@ def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HttpError)
     def _http_error(exc: HttpError) -> Response:
         if exc.status >= 500:
-            log.warning("%s %s -> %d: %s", request.method, request.path, exc.status, exc.message)
+            log.warning("request failed", extra={"method": request.method, "path": request.path,
+                                                 "status": exc.status})
         return _error(exc.status, exc.code, exc.message, exc.expression, exc.headers)
 
     @app.errorhandler(HTTPException)
@@ -133,12 +130,13 @@ def _register_error_handlers(app: Flask) -> None:
         status = exc.code or 500
         message = exc.description or exc.name
         if status == 413:
-            message = f"request body is over the limit of {app.config['MAX_CONTENT_LENGTH']} bytes"
+            message = f"request body is over the limit of {app.config['MAX_CONTENT_LENGTH'] - 1} bytes"
         headers = dict(exc.get_headers()) if status == 405 else {}
         headers.pop("Content-Type", None)
         return _error(status, _HTTP_CODES.get(status, "processing"), message, headers=headers)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
-        log.exception("unexpected error on %s %s", request.method, request.path)
+        log.error("unexpected error", extra={"method": request.method, "path": request.path,
+                                             "error": exc.__class__.__name__})
         return _error(500, "exception", "internal error; the service log has the details")

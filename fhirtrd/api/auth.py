@@ -163,6 +163,17 @@ class JwtVerifier:
         }
 
     def verify(self, token: str, audiences: Sequence[str]) -> Caller:
+        """The caller of a valid token; every failure, whatever its cause, is `Unauthorized`."""
+        try:
+            return self._verify(token, audiences)
+        except Unauthorized:
+            raise
+        except (TypeError, ValueError, KeyError, AttributeError, OverflowError,
+                jwt.PyJWTError) as exc:
+            # e.g. PyJWT's TypeError when an ES* header meets an RSA key: never a 500.
+            raise Unauthorized(f"JWT rejected: {exc.__class__.__name__}", headers=_CHALLENGE) from exc
+
+    def _verify(self, token: str, audiences: Sequence[str]) -> Caller:
         try:
             header = jwt.get_unverified_header(token)
             unverified = jwt.decode(token, options={"verify_signature": False})
@@ -179,10 +190,13 @@ class JwtVerifier:
         if issuer is None:
             raise Unauthorized(f"JWT issuer {iss!r} is not trusted", headers=_CHALLENGE)
         key = self._key(issuer, header)
+        if not _key_fits(key, alg):
+            raise Unauthorized(f"JWT algorithm {alg} does not fit the issuer's {key.key_type} key",
+                               headers=_CHALLENGE)
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
-                key=key,
+                key=key.key,  # the raw public key: the header's (allowlisted) alg is verified
                 algorithms=[alg],
                 audience=list(audiences),
                 issuer=issuer.issuer,
@@ -221,7 +235,7 @@ class JwtVerifier:
             tenant if isinstance(tenant, str) else None,
         )
 
-    def _key(self, issuer: TrustedIssuer, header: dict[str, Any]) -> Any:
+    def _key(self, issuer: TrustedIssuer, header: dict[str, Any]) -> jwt.PyJWK:
         jku = header.get("jku")
         kid = header.get("kid")
         if jku is not None:
@@ -247,8 +261,15 @@ class JwtVerifier:
             )
         if found is None:
             raise Unauthorized(f"no key {kid!r} in the issuer's JWK Set", headers=_CHALLENGE)
-        # The raw public key, so that the header's (allowlisted) alg is what is verified.
-        return found.key
+        return found
+
+
+_KEY_TYPES = {"RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "OKP"}
+
+
+def _key_fits(key: jwt.PyJWK, alg: str) -> bool:
+    """The JWK's type is the one the header's algorithm needs (RS*/PS* RSA, ES* EC, EdDSA OKP)."""
+    return _KEY_TYPES.get(alg[:2]) == key.key_type
 
 
 def _pick(keys: jwt.PyJWKSet, kid: Any) -> Any:

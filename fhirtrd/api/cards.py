@@ -67,10 +67,12 @@ def patient_view_cards(
     source: Mapping[str, Any],
     call_id: str,
     actions: Callable[[str], list[dict[str, Any]]] | None = None,
+    kinds: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """One card per assessment with something to say: stage ≥ I, pseudo-resistance, or bipolar.
 
-    `actions(disorder)` gives the create actions that record that disorder's assessment.
+    `actions(disorder)` gives the create actions that record that disorder's assessment; `kinds`
+    receives each card's kind by uuid (`<disorder>-bipolar|-stage|-pseudo-resistance`).
     """
     cards: list[dict[str, Any]] = []
     for a in result.get("assessments", []):
@@ -87,6 +89,9 @@ def patient_view_cards(
             "detail": assessment_markdown(a),
             "source": dict(source),
         }
+        if kinds is not None:
+            kinds[card_id] = f"{disorder}-" + (
+                "bipolar" if bipolar else "stage" if rank else "pseudo-resistance")
         create = actions(disorder) if actions else []
         if create:
             card["suggestions"] = [
@@ -179,8 +184,12 @@ def order_cards(
     *,
     source: Mapping[str, Any],
     call_id: str,
+    kinds: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
-    """What each draft antidepressant order would mean given the patient's trials so far."""
+    """What each draft antidepressant order would mean given the patient's trials so far.
+
+    `kinds` receives each card's kind by uuid (`order-bipolar|-repeat|-class|-dose`).
+    """
     mdd = None
     if result is not None:
         mdd = next((a for a in result.get("assessments", []) if a["disorder"] == "mdd"), None)
@@ -229,6 +238,8 @@ def order_cards(
                 f"as an adequate trial.",
             ))
         for kind, text, detail in messages:
+            if kinds is not None:
+                kinds[card_uuid(call_id, order.ref, kind)] = f"order-{kind}"
             cards.append({
                 "uuid": card_uuid(call_id, order.ref, kind),
                 "summary": summary(text),

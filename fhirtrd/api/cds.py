@@ -11,12 +11,13 @@ from typing import Any
 from flask import Response, request
 from flask_smorest import Blueprint
 
-from fhirtrd.api.app import Service, json_response, service
 from fhirtrd.api.body import JSON_TYPES, read_json
 from fhirtrd.api.cards import DraftOrder, order_cards, patient_view_cards
-from fhirtrd.api.errors import BadRequest, NotFound
+from fhirtrd.api.docs import CDS_RESPONSE, DISCOVERY, FEEDBACK, RECORDED, body, cds_request, errors
+from fhirtrd.api.errors import BadRequest
 from fhirtrd.api.fhirfetch import FhirFetcher
-from fhirtrd.api.prefetch import FHIR_ID, gather
+from fhirtrd.api.http import Service, is_fhir_id, json_response, service, transaction_of
+from fhirtrd.api.prefetch import check_patient, gather
 from fhirtrd.fhir.inbound import Adapter, RecordBuilder
 from fhirtrd.schemas import dump_result
 from fhirtrd.service import classify_resources
@@ -56,7 +57,8 @@ SERVICES = {
     )
 }
 
-_CDS_JSON = {"type": "object"}
+# The service ids as a routing rule: an unknown id is a 404, and the OpenAPI document lists them.
+_SERVICE_ID = "<any({}):service_id>".format(", ".join(f'"{i}"' for i in sorted(SERVICES)))
 
 
 def _authenticate(svc: Service) -> None:
@@ -64,9 +66,11 @@ def _authenticate(svc: Service) -> None:
 
 
 @blp.route("", methods=["GET"])
+@blp.doc(security=[{"bearer": []}])
 @blp.doc(operationId="cdsDiscovery", summary="CDS Hooks discovery: the services and prefetch")
-@blp.alt_response(200, schema=_CDS_JSON, content_type="application/json", success=True,
+@blp.alt_response(200, schema=DISCOVERY, content_type="application/json", success=True,
                   description='{"services": [{hook, title, description, id, prefetch}]}')
+@blp.doc(responses=errors({401: "Missing or invalid JWT (cds_auth on)"}, cds=True))
 def discovery() -> Response:
     svc = service()
     _authenticate(svc)
@@ -94,11 +98,29 @@ def _hook_request(hook: HookService, body: Any) -> dict[str, Any]:
                          f"{body.get('hook')!r}", expression="hook")
     if not isinstance(body.get("hookInstance"), str) or not body["hookInstance"]:
         raise BadRequest("hookInstance (a UUID string) is required", expression="hookInstance")
+    if "fhirServer" in body and not isinstance(body["fhirServer"], str):
+        raise BadRequest("fhirServer must be a string (a base URL)", expression="fhirServer")
+    auth = body.get("fhirAuthorization")
+    if "fhirAuthorization" in body and not (
+            isinstance(auth, dict) and isinstance(auth.get("access_token"), str)):
+        raise BadRequest("fhirAuthorization must be an object with access_token",
+                         expression="fhirAuthorization")
+    prefetch = body.get("prefetch")
+    if "prefetch" in body and prefetch is not None:
+        if not isinstance(prefetch, dict):
+            raise BadRequest("prefetch must be an object", expression="prefetch")
+        for key, value in prefetch.items():
+            if value is not None and not (isinstance(value, dict) and isinstance(
+                    value.get("resourceType"), str) and value["resourceType"]):
+                raise BadRequest(f"prefetch.{key} must be a FHIR resource, a Bundle or null",
+                                 expression=f"prefetch.{key}")
     context = body.get("context")
     if not isinstance(context, dict):
         raise BadRequest("context (an object) is required", expression="context")
+    if "userId" in context and not isinstance(context["userId"], str):
+        raise BadRequest("context.userId must be a string", expression="context.userId")
     pid = context.get("patientId")
-    if not isinstance(pid, str) or not FHIR_ID.fullmatch(pid):
+    if not is_fhir_id(pid):
         raise BadRequest("context.patientId (a FHIR id) is required",
                          expression="context.patientId")
     if hook.hook in ("order-select", "order-sign"):
@@ -106,8 +128,9 @@ def _hook_request(hook: HookService, body: Any) -> dict[str, Any]:
         if not isinstance(drafts, dict) or drafts.get("resourceType") != "Bundle":
             raise BadRequest("context.draftOrders (a Bundle) is required",
                              expression="context.draftOrders")
-        if not isinstance(drafts.get("entry", []), list):
-            raise BadRequest("context.draftOrders.entry must be an array",
+        entries = drafts.get("entry", [])
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise BadRequest("context.draftOrders.entry must be an array of objects",
                              expression="context.draftOrders.entry")
         if hook.hook == "order-select":
             selections = context.get("selections")
@@ -149,19 +172,10 @@ def _draft_orders(svc: Service, orders: list[dict[str, Any]], medications: list[
     return drafts
 
 
-@blp.route("/<string:service_id>", methods=["POST"])
-@blp.doc(operationId="cdsService", summary="Call a CDS service (patient-view, order-select, "
-         "order-sign) with context and prefetch")
-@blp.alt_response(200, schema=_CDS_JSON, content_type="application/json", success=True,
-                  description='{"cards": [...], "systemActions": [...]}')
-@blp.alt_response(412, schema=_CDS_JSON, content_type="application/json",
-                  description="The FHIR data needed could not be obtained (prefetch missing and "
-                              "fhirServer absent, not allowlisted or failing)")
 def call_service(service_id: str) -> Response:
+    """One CDS service call; routed per service below, each with its own request schema."""
     svc = service()
-    hook = SERVICES.get(service_id)
-    if hook is None:
-        raise NotFound(f"no CDS service {service_id!r}")
+    hook = SERVICES[service_id]
     _authenticate(svc)
     body = _hook_request(hook, read_json(
         request, max_bytes=svc.settings.max_body_bytes, max_depth=svc.settings.max_json_depth,
@@ -179,6 +193,10 @@ def call_service(service_id: str) -> Response:
     as_of = svc.as_of()
     orders: list[dict[str, Any]] = []
     if hook.hook != "patient-view":
+        check_patient([(f"context.draftOrders.entry[{i}].resource", e["resource"])
+                       for i, e in enumerate(context["draftOrders"].get("entry", []))
+                       if isinstance(e, dict) and isinstance(e.get("resource"), dict)],
+                      pid, body.get("fhirServer") if isinstance(body.get("fhirServer"), str) else None)
         orders = _draft_medication_requests(hook, context)
         draft_ids = {o.get("id") for o in orders} | {
             e["resource"].get("id") for e in context["draftOrders"].get("entry", [])
@@ -189,6 +207,7 @@ def call_service(service_id: str) -> Response:
     mine = next((dump_result(r) for r in results if r.patient == f"Patient/{pid}"), None)
     call_id = body["hookInstance"]
     response: dict[str, Any] = {"cards": []}
+    kinds: dict[str, str] = {}  # card uuid -> card kind, kept for the feedback report
     if hook.hook == "patient-view":
         if mine is not None:
             built: list[dict[str, list[dict[str, Any]]]] = []
@@ -199,7 +218,7 @@ def call_service(service_id: str) -> Response:
                 return built[0].get(disorder, [])
 
             response["cards"] = patient_view_cards(
-                mine, source=_source(svc), call_id=call_id, actions=actions)
+                mine, source=_source(svc), call_id=call_id, actions=actions, kinds=kinds)
             if settings.system_actions and built:
                 system = [a for d in sorted(built[0]) for a in built[0][d]]
                 if system:
@@ -208,16 +227,42 @@ def call_service(service_id: str) -> Response:
         medications = [r for r in resources if r.get("resourceType") == "Medication"]
         drafts = _draft_orders(svc, orders, medications, pid, as_of)
         response["cards"] = order_cards(mine, drafts, svc.terminology.rules,
-                                        source=_source(svc), call_id=call_id)
-    log.info("cds %s hookInstance=%s patient=%s cards=%d", hook.id, call_id, pid,
-             len(response["cards"]))
+                                        source=_source(svc), call_id=call_id, kinds=kinds)
+    svc.feedback.record_cards(hook.id, kinds)
+    log.info("cds call", extra={"service": hook.id, "hookInstance": call_id,
+                                "cards": len(response["cards"]), "resources": len(resources)})
     return json_response(response)
+
+
+def _route_service(hook: HookService) -> None:
+    """`POST /cds-services/<id>`, documented with the request schema of its hook."""
+
+    def view() -> Response:
+        return call_service(hook.id)
+
+    view.__name__ = view.__qualname__ = f"call_{hook.id.replace('-', '_')}"
+    statuses = {
+        400: "The request does not follow CDS Hooks 2.0 (the message names the field), or its data "
+             "is about another patient than context.patientId",
+        401: "Missing or invalid JWT (cds_auth on)",
+        412: "The FHIR data needed could not be obtained (prefetch missing and fhirServer absent, "
+             "not allowlisted or failing)",
+        413: "Body over max_body_bytes", 415: "Content-Type is not JSON"}
+    decorated = blp.doc(
+        operationId=view.__name__, summary=f"{hook.title} ({hook.hook})", description=hook.description,
+        security=[{"bearer": []}], responses=errors(statuses, cds=True),
+        requestBody=body(cds_request(hook.hook), f"A CDS Hooks 2.0 {hook.hook} request", JSON_TYPES),
+    )(blp.alt_response(200, schema=CDS_RESPONSE, content_type="application/json", success=True,
+                       description='{"cards": [...], "systemActions": [...]}')(view))
+    blp.route(f"/{hook.id}", methods=["POST"], endpoint=view.__name__)(decorated)
+
+
+for _hook in SERVICES.values():
+    _route_service(_hook)
 
 
 def _record_actions(svc: Service, result: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     """Create actions for the Flag/Observation resources of each disorder's write-back."""
-    from fhirtrd.api.routes import transaction_of
-
     bundle = transaction_of(svc, [result])
     by_disorder: dict[str, list[dict[str, Any]]] = {}
     for entry in bundle.get("entry", []):
@@ -249,14 +294,34 @@ def _disorder_of(resource: dict[str, Any]) -> str | None:
 _FEEDBACK_OUTCOMES = ("accepted", "overridden")
 
 
-@blp.route("/<string:service_id>/feedback", methods=["POST"])
-@blp.doc(operationId="cdsFeedback", summary="Feedback on cards (accepted / overridden); logged")
-@blp.alt_response(200, schema=_CDS_JSON, content_type="application/json", success=True,
-                  description="Feedback recorded")
+def _check_override(item: dict[str, Any], where: str) -> None:
+    """overrideReason: only on overridden; {reason: Coding, userComment: string}, 400 naming the field."""
+    if "overrideReason" not in item:
+        return
+    override = item["overrideReason"]
+    at = f"{where}.overrideReason"
+    if item["outcome"] != "overridden" or not isinstance(override, dict):
+        raise BadRequest(f"{at} must be an object, and only on overridden feedback", expression=at)
+    reason = override.get("reason", {})
+    if not isinstance(reason, dict) or not all(
+            isinstance(reason[k], str) for k in ("code", "system", "display") if k in reason):
+        raise BadRequest(f"{at}.reason must be a Coding (code, system, display strings)",
+                         expression=f"{at}.reason")
+    if not isinstance(override.get("userComment", ""), str):
+        raise BadRequest(f"{at}.userComment must be a string", expression=f"{at}.userComment")
+
+
+@blp.route(f"/{_SERVICE_ID}/feedback", methods=["POST"])
+@blp.doc(security=[{"bearer": []}])
+@blp.doc(operationId="cdsFeedback", summary="Feedback on cards (accepted / overridden); stored")
+@blp.alt_response(200, schema=RECORDED, content_type="application/json", success=True,
+                  description="Feedback stored")
+@blp.doc(requestBody=body(FEEDBACK, "CDS Hooks 2.0 feedback", JSON_TYPES), responses=errors({
+    400: "Not CDS Hooks feedback (the message names the field)", 401: "Missing or invalid JWT",
+    404: "No such CDS service", 413: "Body over max_body_bytes", 415: "Content-Type is not JSON"},
+    cds=True))
 def feedback(service_id: str) -> Response:
     svc = service()
-    if service_id not in SERVICES:
-        raise NotFound(f"no CDS service {service_id!r}")
     _authenticate(svc)
     body = read_json(request, max_bytes=svc.settings.max_body_bytes,
                      max_depth=svc.settings.max_json_depth, media_types=JSON_TYPES)
@@ -275,17 +340,17 @@ def feedback(service_id: str) -> Response:
         if not isinstance(item.get("outcomeTimestamp"), str):
             raise BadRequest(f"{where}.outcomeTimestamp is required",
                              expression=f"{where}.outcomeTimestamp")
-        accepted = item.get("acceptedSuggestions") or []
-        if item["outcome"] == "accepted" and not (isinstance(accepted, list) and accepted):
+        accepted = item.get("acceptedSuggestions", [])
+        if not isinstance(accepted, list) or not all(
+                isinstance(s, dict) and isinstance(s.get("id"), str) for s in accepted):
+            raise BadRequest(f"{where}.acceptedSuggestions must be an array of {{id}} objects",
+                             expression=f"{where}.acceptedSuggestions")
+        if item["outcome"] == "accepted" and not accepted:
             raise BadRequest(f"{where}.acceptedSuggestions is required for accepted",
                              expression=f"{where}.acceptedSuggestions")
-    for item in items:
-        reason = item.get("overrideReason") if isinstance(item.get("overrideReason"), dict) else {}
-        log.info(
-            "cds feedback service=%s card=%s outcome=%s suggestions=%s reason=%s comment=%s at=%s",
-            service_id, item["card"], item["outcome"],
-            [s.get("id") for s in item.get("acceptedSuggestions") or [] if isinstance(s, dict)],
-            (reason.get("reason") or {}).get("code") if isinstance(reason.get("reason"), dict) else None,
-            reason.get("userComment"), item["outcomeTimestamp"],
-        )
-    return json_response({"recorded": len(items)})
+        _check_override(item, where)
+    stored = svc.feedback.append(service_id, items)
+    log.info("cds feedback stored", extra={
+        "service": service_id, "items": stored,
+        "outcomes": sorted({str(item["outcome"]) for item in items})})
+    return json_response({"recorded": stored})

@@ -78,6 +78,7 @@ class ServiceSettings:
     source_url: str | None = None
     as_of: date | None = None  # fixed assessment date (tests, demos); None = today
     log_level: str = "INFO"
+    feedback_path: str = "fhirtrd-feedback.sqlite"  # append-only SQLite file of CDS feedback
     docs: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
     smart: dict[str, Any] = field(default_factory=dict)  # the SMART app (fhirtrd.smart.settings)
@@ -237,5 +238,25 @@ def _check(s: ServiceSettings) -> None:
         raise ConfigError("rest_auth", "on, but neither api_keys nor trusted_issuers is set")
     if s.cds_auth and not s.trusted_issuers:
         raise ConfigError("cds_auth", "on, but no trusted_issuers are configured")
+    if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigError("log_level", "must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    if s.as_of is not None and not date(1900, 1, 1) <= s.as_of <= date(2199, 12, 31):
+        raise ConfigError("as_of", "must be between 1900-01-01 and 2199-12-31")
     if not s.public_url.startswith(("http://", "https://")):
         raise ConfigError("public_url", "must be an absolute http(s) URL")
+
+
+def replay_cache_is_shared(s: ServiceSettings) -> bool:
+    """True when JWT replays are caught across processes (or no JWT is ever accepted)."""
+    uses_jwt = s.cds_auth or (s.rest_auth and bool(s.trusted_issuers))
+    return not uses_jwt or s.jti_cache_path is not None
+
+
+def check_workers(s: ServiceSettings, workers: int) -> None:
+    """Refuse more than one worker process when each would keep its own JWT replay cache."""
+    if workers > 1 and not replay_cache_is_shared(s):
+        raise ConfigError(
+            "jti_cache_path",
+            f"{workers} worker processes accept JWTs but the replay cache is per process: set "
+            "jti_cache_path (an SQLite file on local disk shared by the workers) or run one worker",
+        )

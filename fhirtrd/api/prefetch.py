@@ -16,6 +16,7 @@ from fhirtrd.api.fhirfetch import FhirFetcher, normalize_base
 from fhirtrd.terminology import LAB_CONCEPTS, Terminology
 
 FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+_PATIENT_REF = re.compile(r"(?:(?P<base>https?://\S+?)/)?Patient/(?P<id>[A-Za-z0-9\-.]{1,64})(?:/_history/\S+)?")
 _TOKEN = re.compile(r"\{\{\s*context\.([A-Za-z0-9_]+)\s*\}\}")
 
 
@@ -47,7 +48,8 @@ def render(template: str, context: Mapping[str, Any]) -> str:
     def value(match: re.Match[str]) -> str:
         field = match.group(1)
         v = context.get(field)
-        if not isinstance(v, (str, int)) or isinstance(v, bool) or not FHIR_ID.fullmatch(str(v)):
+        if not isinstance(v, (str, int)) or isinstance(v, bool) or not FHIR_ID.fullmatch(str(v)) \
+                or str(v).strip(".") == "":
             raise BadRequest(
                 f"context.{field} is needed for prefetch and must be a FHIR id",
                 expression=f"context.{field}",
@@ -55,6 +57,54 @@ def render(template: str, context: Mapping[str, Any]) -> str:
         return str(v)
 
     return _TOKEN.sub(value, template)
+
+
+def patient_of(resource: Mapping[str, Any], server: str | None) -> str | None:
+    """Which patient a resource is about, as "<base>|<id>"-free text for messages; None = unknown.
+
+    A Patient is itself; another resource is its `subject` or `patient` reference when that is
+    `Patient/<id>` or `<base>/Patient/<id>`. An absolute reference to another base than `server`
+    (the call's fhirServer) is kept whole, so it never equals a local id.
+    """
+    if resource.get("resourceType") == "Patient":
+        rid = resource.get("id")
+        return rid if isinstance(rid, str) else None
+    for element in ("subject", "patient"):
+        ref = resource.get(element)
+        text = ref.get("reference") if isinstance(ref, dict) else None
+        if not isinstance(text, str):
+            continue
+        match = _PATIENT_REF.fullmatch(text)
+        if match is None:
+            return None if text.startswith(("urn:", "#")) or "/Patient/" not in f"/{text}" else text
+        base = match.group("base")
+        if base is not None and server is not None and normalize_base(base) != normalize_base(server):
+            return text
+        return match.group("id")
+    return None
+
+
+def check_patient(named: list[tuple[str, dict[str, Any]]], patient_id: str,
+                  server: str | None) -> None:
+    """400 naming the first resource that is about another patient than `context.patientId`.
+
+    400 rather than 412: the data was obtained, but the request contradicts its own context, and
+    sending it again cannot help. The whole call is refused, so nothing of two patients is mixed.
+    """
+    for where, resource in named:
+        other = patient_of(resource, server)
+        if other is not None and other != patient_id:
+            raise BadRequest(
+                f"{where} ({resource.get('resourceType')}) is about {other!r}, not "
+                f"context.patientId {patient_id!r}; nothing was assessed", expression=where)
+
+
+def _named(key: str, value: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    if value.get("resourceType") != "Bundle":
+        return [(f"prefetch.{key}", value)]
+    entries = value.get("entry") or []
+    return [(f"prefetch.{key}.entry[{i}].resource", e["resource"]) for i, e in enumerate(entries)
+            if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
 
 
 def resources_of(value: dict[str, Any]) -> list[dict[str, Any]]:
@@ -84,6 +134,7 @@ def gather(
         raise BadRequest("prefetch must be an object", expression="prefetch")
     resources: list[dict[str, Any]] = []
     missing: list[tuple[str, str]] = []
+    server = body.get("fhirServer") if isinstance(body.get("fhirServer"), str) else None
     for key, template in templates.items():
         if key not in prefetch:
             missing.append((key, render(template, context)))
@@ -98,21 +149,27 @@ def gather(
         if value["resourceType"] == "OperationOutcome":
             missing.append((key, render(template, context)))  # the client's own fetch failed
             continue
-        resources.extend(resources_of(value))
+        named = _named(key, value)
+        check_patient(named, context["patientId"], server)
+        resources.extend(r for _, r in named)
     if missing:
         fetcher = _fetcher(body, allowlist, fetcher_for, [k for k, _ in missing])
         for key, query in missing:
             try:
-                if "?" in query:
-                    resources.extend(fetcher.search(query))
-                else:
-                    resources.append(fetcher.get(query))
+                fetched = fetcher.search(query) if "?" in query else [fetcher.get(query)]
             except NotFound as exc:
                 raise PreconditionFailed(
                     f"prefetch {key}: {query} was not found on the FHIR server"
                 ) from exc
             except HttpError as exc:
                 raise PreconditionFailed(f"prefetch {key}: {exc.message}") from exc
+            for i, resource in enumerate(fetched):
+                other = patient_of(resource, server)
+                if other is not None and other != context["patientId"]:
+                    raise PreconditionFailed(
+                        f"prefetch {key}: the FHIR server answered resource {i} about another "
+                        f"patient ({other!r}); nothing was assessed")
+            resources.extend(fetched)
     return resources
 
 

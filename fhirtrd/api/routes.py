@@ -9,8 +9,8 @@ import requests
 from flask import Response, request
 from flask_smorest import Blueprint
 
-from fhirtrd.api.app import FHIR_JSON, Service, json_response, service
 from fhirtrd.api.body import FHIR_JSON_TYPES, read_json
+from fhirtrd.api.docs import BUNDLE, FHIR_ID, errors
 from fhirtrd.api.errors import (
     BadRequest,
     HttpError,
@@ -20,40 +20,55 @@ from fhirtrd.api.errors import (
     UpstreamError,
 )
 from fhirtrd.api.fhirfetch import FhirFetcher
-from fhirtrd.api.prefetch import FHIR_ID
+from fhirtrd.api.http import (
+    AS_OF_MAX,
+    AS_OF_MIN,
+    AS_OF_PATTERN,
+    FHIR_JSON,
+    Service,
+    is_fhir_id,
+    json_response,
+    parse_as_of,
+    service,
+    transaction_of,
+)
 from fhirtrd.domain.model import PatientResult
-from fhirtrd.fhir.outbound import build_transaction, merge_transactions
 from fhirtrd.fhir.reader import ReadReport
 from fhirtrd.schemas import ResultsSchema, WarningSchema, dump_result
 from fhirtrd.service import classify_bundle, classify_resources
 
 blp = Blueprint("fhir", __name__, description="FHIR operations: classify a Bundle or a patient")
 
+_ENTRY = {"type": "object", "anyOf": [
+    {"required": ["resource"], "properties": {"resource": {
+        "type": "object", "required": ["resourceType"],
+        "properties": {"resourceType": {"type": "string", "minLength": 1}}}}},
+    {"required": ["request"]}, {"required": ["response"]}]}
 _BUNDLE_BODY = {
     "required": True,
     "description": "A FHIR R4 Bundle (any type) holding the patients' resources.",
     "content": {
         ct: {"schema": {"type": "object", "required": ["resourceType"],
                         "properties": {"resourceType": {"type": "string", "enum": ["Bundle"]},
-                                       "entry": {"type": "array", "items": {"type": "object"}}}}}
+                                       "entry": {"type": "array", "items": _ENTRY}}}}
         for ct in ("application/fhir+json", "application/json")
     },
 }
 _AS_OF = {"name": "as_of", "in": "query", "required": False,
-          "schema": {"type": "string", "format": "date"},
-          "description": "Assessment date (YYYY-MM-DD); default: today."}
-_FHIR_BUNDLE_DOC = {"type": "object", "description": "A FHIR transaction Bundle (the write-back)"}
-_OUTCOME_DOC = {"type": "object", "description": "A FHIR OperationOutcome naming entry and element"}
+          "schema": {"type": "string", "format": "date", "pattern": AS_OF_PATTERN},
+          "description": f"Assessment date (YYYY-MM-DD, {AS_OF_MIN} to {AS_OF_MAX}); default: today."}
+_FHIR_BUNDLE_DOC = {**BUNDLE, "description": "A FHIR transaction Bundle (the write-back)"}
+_HEALTH = {"type": "object", "required": ["status"], "properties": {"status": {"type": "string", "enum": ["ok"]}}}
+_READY = {"type": "object", "required": ["status", "drugs"], "properties": {
+    "status": {"type": "string", "enum": ["ready", "not-ready"]}, "drugs": {"type": "integer"},
+    "fhir_server": {"type": "string"}}}
 
 
 def _as_of(svc: Service) -> date:
     raw = request.args.get("as_of")
     if raw is None:
         return svc.as_of()
-    try:
-        return date.fromisoformat(raw)
-    except ValueError:
-        raise BadRequest(f"as_of must be a date YYYY-MM-DD, not {raw!r}", expression="as_of") from None
+    return parse_as_of(raw)
 
 
 def _wants_fhir() -> bool:
@@ -96,12 +111,6 @@ def check_bundle(body: Any) -> dict[str, Any]:
     return body
 
 
-def transaction_of(svc: Service, results: list[dict[str, Any]]) -> dict[str, Any]:
-    """One transaction Bundle holding the write-back of every patient's result."""
-    bundles = [build_transaction(r, svc.output_settings) for r in results]
-    return bundles[0] if len(bundles) == 1 else merge_transactions(bundles)
-
-
 def _respond(svc: Service, results: list[PatientResult], fhir: bool,
              extra: dict[str, Any] | None = None) -> Response:
     dumped = [dump_result(r) for r in results]
@@ -123,7 +132,10 @@ def _respond_dumped(svc: Service, dumped: list[dict[str, Any]], fhir: bool) -> R
                   description="The assessment JSON (clinical-spec §9), one result per patient")
 @blp.alt_response(200, schema=_FHIR_BUNDLE_DOC, content_type=FHIR_JSON, success=True,
                   description="With Accept: application/fhir+json, the write-back transaction")
-@blp.alt_response(400, schema=_OUTCOME_DOC, content_type=FHIR_JSON, description="Bad input")
+@blp.doc(responses=errors({
+    400: "Bad input: not JSON, too deep, not a Bundle, an entry without a resource, a bad as_of",
+    401: "Missing or invalid credentials (rest_auth on)", 406: "Accept allows neither representation",
+    413: "Body over max_body_bytes", 415: "Content-Type is not JSON"}, cds=False))
 def classify_bundle_view() -> Response:
     svc = service()
     svc.auth.rest_client(request.headers.get("Authorization"), request.path)
@@ -139,7 +151,9 @@ def classify_bundle_view() -> Response:
 @blp.route("/Patient/<string:patient_id>/$classify", methods=["POST"])
 @blp.doc(operationId="classifyPatient",
          summary="Fetch one patient from the configured FHIR server and classify them",
-         parameters=[_AS_OF, {"name": "write", "in": "query", "required": False,
+         parameters=[{"name": "patient_id", "in": "path", "required": True, "schema": FHIR_ID,
+                      "description": "The patient's id on the configured FHIR server"},
+                     _AS_OF, {"name": "write", "in": "query", "required": False,
                               "schema": {"type": "boolean"},
                               "description": "true: also write the results back to the server"}],
          security=[{"bearer": []}])
@@ -148,14 +162,14 @@ def classify_bundle_view() -> Response:
 @blp.alt_response(200, schema=_FHIR_BUNDLE_DOC, content_type=FHIR_JSON, success=True,
                   description="With Accept: application/fhir+json, the transaction "
                               "(with write=true, the server's transaction-response)")
-@blp.alt_response(404, schema=_OUTCOME_DOC, content_type=FHIR_JSON,
-                  description="No such patient on the FHIR server")
-@blp.alt_response(502, schema=_OUTCOME_DOC, content_type=FHIR_JSON,
-                  description="The FHIR server failed")
+@blp.doc(responses=errors({
+    400: "The id is not a FHIR id, or a bad as_of or write", 401: "Missing or invalid credentials",
+    404: "No such patient on the FHIR server", 406: "Accept allows neither representation",
+    501: "No FHIR server is configured (fhir_base_url)", 502: "The FHIR server failed"}, cds=False))
 def classify_patient_view(patient_id: str) -> Response:
     svc = service()
     svc.auth.rest_client(request.headers.get("Authorization"), request.path)
-    if not FHIR_ID.fullmatch(patient_id):
+    if not is_fhir_id(patient_id):
         raise BadRequest(f"{patient_id!r} is not a FHIR id", expression="Patient.id")
     as_of = _as_of(svc)
     fhir = _wants_fhir()
@@ -217,6 +231,8 @@ def _post_transaction(svc: Service, base: str, bundle: dict[str, Any]) -> dict[s
 
 @blp.route("/healthz", methods=["GET"])
 @blp.doc(operationId="healthz", summary="Liveness: the process answers")
+@blp.alt_response(200, schema=_HEALTH, content_type="application/json", success=True,
+                  description="The process answers")
 def healthz() -> Response:
     return json_response({"status": "ok"})
 
@@ -224,6 +240,10 @@ def healthz() -> Response:
 @blp.route("/readyz", methods=["GET"])
 @blp.doc(operationId="readyz",
          summary="Readiness: mappings loaded; the configured FHIR server (if any) answers")
+@blp.alt_response(200, schema=_READY, content_type="application/json", success=True,
+                  description="Ready to serve")
+@blp.alt_response(503, schema=_READY, content_type="application/json",
+                  description="The configured FHIR server does not answer")
 def readyz() -> Response:
     svc = service()
     body: dict[str, Any] = {"status": "ready", "drugs": len(svc.terminology.rules.drugs)}

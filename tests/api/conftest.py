@@ -28,12 +28,15 @@ def fake_http() -> Iterator[responses.RequestsMock]:
 
 
 @pytest.fixture(scope="session")
-def make_app() -> Callable[..., Any]:
+def make_app(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Any]:
     from fhirtrd.api import create_app
+
+    feedback = tmp_path_factory.mktemp("feedback") / "feedback.sqlite"
 
     def make(**settings: Any) -> Any:
         config: dict[str, Any] = {"public_url": SERVICE_URL, "as_of": AS_OF,
-                                  "fhir_server_allowlist": [EHR_FHIR]}
+                                  "fhir_server_allowlist": [EHR_FHIR],
+                                  "feedback_path": str(feedback)}
         config.update(settings)
         return create_app(config)
 

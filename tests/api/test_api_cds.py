@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from typing import Any
 
 import pytest
@@ -179,21 +180,37 @@ def test_unobtainable_data_is_412(open_app: Any, fake_http: Any) -> None:
     assert r.status_code == 412
 
 
-def test_feedback_is_accepted_and_logged(open_app: Any, caplog: Any) -> None:
-    body = {"feedback": [{"card": "4e0a3a1e-3283-4575-ab82-028d55fe2719", "outcome": "accepted",
-                          "acceptedSuggestions": [{"id": "e56e1945-20b3-4393-8503-a1a20fd73152"}],
+def test_feedback_is_stored_by_card_kind_and_its_comment_never_logged(
+        make_app: Any, tmp_path: Any, caplog: Any) -> None:
+    store = tmp_path / "feedback.sqlite"
+    app = make_app(feedback_path=str(store))
+    client = app.test_client()
+    call = hook_request("patient-view", {"patientId": PATIENT_ID},
+                        prefetch_for(templates(app), two_failed_ssri_trials()))
+    card = client.post(PV, json=call).json["cards"][0]
+    body = {"feedback": [{"card": card["uuid"], "outcome": "accepted",
+                          "acceptedSuggestions": [{"id": card["suggestions"][0]["uuid"]}],
                           "outcomeTimestamp": "2024-03-01T10:00:00Z"},
-                         {"card": "f6b95768-b1c8-40dc-8385-bf3504b82ffb", "outcome": "overridden",
+                         {"card": card["uuid"], "outcome": "overridden",
                           "overrideReason": {"reason": {"code": "patient-refused",
                                                         "display": "Patient refused"},
-                                             "userComment": "prefers therapy"},
+                                             "userComment": "prefers therapy with Dr Jones"},
                           "outcomeTimestamp": "2024-03-01T10:01:00Z"}]}
-    with caplog.at_level(logging.INFO, logger="fhirtrd.api.cds"):
-        r = open_app.test_client().post(f"{PV}/feedback", json=body)
-    assert r.status_code == 200
-    logged = "\n".join(rec.getMessage() for rec in caplog.records)
-    assert "card=4e0a3a1e-3283-4575-ab82-028d55fe2719 outcome=accepted" in logged
-    assert "reason=patient-refused comment=prefers therapy" in logged
+    with caplog.at_level(logging.DEBUG, logger="fhirtrd"):
+        r = client.post(f"{PV}/feedback", json=body)
+    assert r.status_code == 200 and r.json == {"recorded": 2}
+    logged = "\n".join(f"{rec.getMessage()} {rec.__dict__}" for rec in caplog.records)
+    assert "feedback" in logged and "Dr Jones" not in logged and "prefers therapy" not in logged
+    report = [(row.kind, row.outcome, row.reason, row.count)
+              for row in app.extensions["fhirtrd"].feedback.report()]
+    assert report == [("mdd-stage", "accepted", "-", 1), ("mdd-stage", "overridden", "patient-refused", 1)]
+    with sqlite3.connect(store) as conn:
+        assert conn.execute("SELECT user_comment FROM feedback WHERE outcome = 'overridden'"
+                            ).fetchone() == ("prefers therapy with Dr Jones",)
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            conn.execute("DELETE FROM feedback")
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            conn.execute("UPDATE feedback SET outcome = 'accepted'")
 
 
 def test_cds_auth_requires_a_jwt_for_this_endpoint(secured_app: Any, signer: Any) -> None:
