@@ -55,6 +55,24 @@ class Instrument:
 
 
 @dataclass(frozen=True, slots=True)
+class Definition:
+    """A published TRD definition: the algorithm it uses and its parameters (mappings/definitions.csv)."""
+
+    id: str
+    method: str  # switch | distinct | lines | failures | score
+    params: dict[str, float | str]
+    source: str
+
+    def num(self, name: str, default: float | None = None) -> float | None:
+        value = self.params.get(name, default)
+        return float(value) if isinstance(value, (int, float)) else default
+
+    def text(self, name: str) -> str | None:
+        value = self.params.get(name)
+        return value if isinstance(value, str) else None
+
+
+@dataclass(frozen=True, slots=True)
 class Rules:
     """Everything the classifier needs that is a clinical fact or a policy number."""
 
@@ -64,6 +82,7 @@ class Rules:
     stard_p_remission: tuple[float, ...]  # index = prior failed steps, last value for ≥ len-1
     symptom_targets: dict[str, tuple[str, ...]]  # symptom concept → suggested ingredients
     impairment: tuple[tuple[str, float], ...]  # (instrument, minimum) meaning functional impairment
+    definitions: tuple[Definition, ...] = ()  # published TRD definitions, computed beside the staging
 
     def t(self, name: str) -> float:
         """A threshold by name; a missing one is a programming error caught by the loader's check."""
