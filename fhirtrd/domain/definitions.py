@@ -82,9 +82,9 @@ def compute(record: PatientRecord, assessment: Assessment, rules: Rules, as_of: 
         elif d.method == "lines":
             out.append(_lines(d, assessment.trials, rules))
         elif d.method == "failures":
-            out.append(_failures(d, assessment, rules))
+            out.append(_failures(d, assessment, rules, record))
         else:
-            out.append(_score(d, assessment.trials, rules))
+            out.append(_score(d, assessment.trials, rules, record))
     return tuple(out)
 
 
@@ -230,7 +230,7 @@ def _distinct(d: Definition, trials: tuple[Trial, ...], rules: Rules) -> Definit
     reached: dict[str, tuple[date, Trial]] = {}
     for t in _ad_trials(trials, rules, False):
         if (t.end - t.start).days + 1 >= min_days:
-            when = t.start + timedelta(days=min_days - 1 if min_days else 0)
+            when = t.start  # the prescription for ≥ min_days is known when the drug starts
             if t.treatment not in reached or when < reached[t.treatment][0]:
                 reached[t.treatment] = (when, t)
     order = sorted(reached.values(), key=lambda x: (x[0], x[1].treatment))
@@ -266,7 +266,14 @@ def _lines(d: Definition, trials: tuple[Trial, ...], rules: Rules) -> Definition
     return DefinitionResult(d.id, False, None, None)
 
 
-def _failures(d: Definition, a: Assessment, rules: Rules) -> DefinitionResult:
+def known(t: Trial, record: PatientRecord) -> date:
+    """The day a trial's outcome is known: its latest score (the endpoint), else its last day."""
+    refs = set(t.evidence)
+    days = [m.when for m in record.measurements if m.ref in refs and m.when >= t.start]
+    return max(days) if days else t.end
+
+
+def _failures(d: Definition, a: Assessment, rules: Rules, record: PatientRecord) -> DefinitionResult:
     if d.num("exclude_bipolar", 0) and "misdiagnosis-bipolar" in a.pseudo_resistance:
         return DefinitionResult(d.id, False, None, None if d.num("stage_max") is None else 0.0)
     min_days = d.num("min_days", 0) or 0
@@ -275,7 +282,7 @@ def _failures(d: Definition, a: Assessment, rules: Rules) -> DefinitionResult:
     failed = [t for t in _ad_trials(a.trials, rules, bool(d.num("augmentation", 0)))
               if t.weeks_adequate * 7 >= min_days and (
                   (t.change is not None and t.change < limit) or (inferred and t.failure_inferred))]
-    failed.sort(key=lambda t: (t.end, t.treatment))
+    failed.sort(key=lambda t: (known(t, record), t.treatment))
     distinct = bool(d.num("distinct_classes", 0))
     keys: list[str] = []
     counted: list[Trial] = []
@@ -289,11 +296,11 @@ def _failures(d: Definition, a: Assessment, rules: Rules) -> DefinitionResult:
     value = None if stage_max is None else float(min(max(len(counted) - 1, 0), int(stage_max)))
     if len(counted) >= need:
         refs = sorted({r for t in counted for r in t.evidence})
-        return DefinitionResult(d.id, True, counted[need - 1].end, value, tuple(refs))
+        return DefinitionResult(d.id, True, known(counted[need - 1], record), value, tuple(refs))
     return DefinitionResult(d.id, False, None, value)
 
 
-def _score(d: Definition, trials: tuple[Trial, ...], rules: Rules) -> DefinitionResult:
+def _score(d: Definition, trials: tuple[Trial, ...], rules: Rules, record: PatientRecord) -> DefinitionResult:
     min_days = d.num("min_days", 0) or 0
     events: list[tuple[date, float, Trial]] = []
     for t in sorted(trials, key=lambda t: (t.start, t.treatment)):
@@ -303,7 +310,7 @@ def _score(d: Definition, trials: tuple[Trial, ...], rules: Rules) -> Definition
             events.append((t.start, d.num("augmentation_points", 0) or 0, t))
         elif t.kind == "medication" and _is_ad(rules, t.treatment):
             if t.failed and t.weeks_adequate * 7 >= min_days:
-                events.append((t.end, d.num("failure_points", 0) or 0, t))
+                events.append((known(t, record), d.num("failure_points", 0) or 0, t))
             raised = _dose_raised(t)
             if raised is not None:
                 events.append((raised, d.num("optimisation_points", 0) or 0, t))

@@ -107,18 +107,26 @@ def test_coombes_num_counts_distinct_antidepressants_taken_30_days(terminology: 
                            course(VENLAFAXINE, "2024-04-01", 60), course(MIRTAZAPINE, "2024-06-01", 45, 30)])
     num = d["coombes-num"]
     assert num.value == 3  # bupropion's 29 days do not count
-    assert num.met and num.date_met == date(2024, 6, 30)  # mirtazapine reaches day 30 on 30 Jun
+    assert num.met and num.date_met == date(2024, 4, 1)  # the second such drug (venlafaxine) starts 1 Apr
     assert d["coombes-sw2"].met  # sertraline (60 d) → bupropion, venlafaxine (60 d) → mirtazapine
 
 
-# --- Lo 2024 (an SSRI, then a different antidepressant within 90 days) ------------------------------
+def test_coombes_num_one_drug_is_not_met(terminology: Terminology) -> None:
+    num = defs(terminology, [course(SERTRALINE, "2024-01-01", 90)])["coombes-num"]
+    assert num.value == 1 and not num.met
+
+
+# --- Lo 2024 (an SSRI prescription, then a different antidepressant's within 90 days) ----------------
 
 
 @pytest.mark.parametrize(("gap", "met"), [(90, True), (91, False)])
-def test_lo_ssri_switch_gap(terminology: Terminology, gap: int, met: bool) -> None:
-    nxt = date(2024, 1, 30) + timedelta(days=gap + 1)
-    d = defs(terminology, [course(SERTRALINE, "2024-01-01", 30), course(BUPROPION, nxt.isoformat(), 60, 300)])
+def test_lo_ssri_switch_gap_between_prescription_dates(terminology: Terminology, gap: int, met: bool) -> None:
+    # sertraline prescribed 1 Jan, 29 Jan, 26 Feb 2024; bupropion first prescribed `gap` days after 26 Feb
+    nxt = date(2024, 2, 26) + timedelta(days=gap)
+    d = defs(terminology, [*issues(SERTRALINE, "2024-01-01", 3), *issues(BUPROPION, nxt.isoformat(), 2)])
     assert d["lo-ssri-switch"].met is met
+    if met:
+        assert d["lo-ssri-switch"].date_met == nxt
 
 
 def test_lo_a_switch_from_a_non_ssri_is_not_an_ssri_switch(terminology: Terminology) -> None:
