@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import io
 import sys
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
@@ -21,7 +22,7 @@ from typing import IO, Any
 import orjson
 
 from fhirtrd import __version__
-from fhirtrd.errors import InputError, TerminologyError
+from fhirtrd.errors import FhirtrdError, InputError, TerminologyError
 
 EXIT_OK, EXIT_UNREADABLE, EXIT_USAGE, EXIT_MAPPINGS = 0, 1, 2, 3
 PLUGGED = ("fhirtrd.api.cli_serve", "fhirtrd.server.cli_sync")
@@ -93,19 +94,25 @@ def run_classify(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> 
     try:
         results = classify_paths(args.paths, terminology, as_of, run=run,
                                  progress=Progress(stderr, not args.no_progress))
+        # each output is built whole, then written: an error never leaves half a document behind
+        buffer = io.StringIO()
         if args.format == "json":
-            _write_json((dump_result(r) for r in results), run, stdout)
+            _write_json((dump_result(r) for r in results), run, buffer)
         elif args.format == "fhir":
             from fhirtrd.fhir.outbound import write_bundles
             issued = datetime.now(UTC).replace(microsecond=0)  # one timestamp for the whole run
-            write_bundles((dump_result(r) for r in results), args.out, None if args.out else stdout, issued=issued)
+            write_bundles((dump_result(r) for r in results), args.out, None if args.out else buffer, issued=issued)
         elif args.format == "summary":
             from fhirtrd.summary import summarise, write_summary
-            write_summary(summarise(results), stdout)
+            write_summary(summarise(results), buffer)
         else:
-            _write_table(results, run, stdout)
+            _write_table(results, run, buffer)
+        stdout.write(buffer.getvalue())
     except InputError as exc:
         stderr.write(f"fhirtrd: {exc}\n")
+        return EXIT_UNREADABLE
+    except FhirtrdError as exc:
+        stderr.write(f"fhirtrd: results cannot be written: {exc}\n")
         return EXIT_UNREADABLE
     for w in run.warnings:
         if w.code in ("unreadable", "invalid-json", "empty"):

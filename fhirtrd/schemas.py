@@ -10,9 +10,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 
 from fhirtrd.domain.model import PatientResult
+
+
+TRIAL_KINDS = ("medication", "psychotherapy", "ect", "augmentation", "adjunct", "advanced")
+CAVEATS = ("adherence-unverified", "failure-inferred", "dose-unknown", "window-assumed", "modality-unverified")
+STRATEGIES = ("reassess-diagnosis", "address-pseudo-resistance", "optimize-dose", "extend-trial", "switch",
+              "augment", "continue", "monitor", "start-treatment", "gather-evidence")
+FINDINGS = ("inadequate-dose", "inadequate-duration", "nonadherence", "inadequate-psychotherapy", "intolerance",
+            "inadequate-agent", "non-depressive-indication", "misdiagnosis-bipolar", "medical-thyroid", "medical-osa",
+            "substance-use")
 
 
 class _Strict(Schema):
@@ -21,13 +30,13 @@ class _Strict(Schema):
 
 
 class FindingSchema(_Strict):
-    code = fields.String(required=True)
+    code = fields.String(required=True, validate=validate.OneOf(FINDINGS))
     evidence = fields.List(fields.String())
     detail = fields.String()
 
 
 class NextStepSchema(_Strict):
-    strategy = fields.String(required=True)
+    strategy = fields.String(required=True, validate=validate.OneOf(STRATEGIES))
     also = fields.List(fields.String())
     suggestions = fields.List(fields.String())
     reason = fields.String()
@@ -60,7 +69,7 @@ class DoseSegmentSchema(_Strict):
 
 class TrialSchema(_Strict):
     treatment = fields.String(required=True)
-    kind = fields.String(required=True)
+    kind = fields.String(required=True, validate=validate.OneOf(TRIAL_KINDS))
     treatment_class = fields.String(data_key="class")
     start = fields.Date()
     end = fields.Date()
@@ -83,7 +92,7 @@ class TrialSchema(_Strict):
     sessions = fields.Integer(allow_none=True)
     laterality = fields.String(allow_none=True)
     segments = fields.List(fields.Nested(DoseSegmentSchema))
-    caveats = fields.List(fields.String())
+    caveats = fields.List(fields.String(validate=validate.OneOf(CAVEATS)))
     evidence = fields.List(fields.String())
 
 
@@ -105,7 +114,7 @@ class AssessmentSchema(_Strict):
     failed_classes = fields.List(fields.String())
     pseudo_resistance = fields.List(fields.String())
     findings = fields.List(fields.Nested(FindingSchema))
-    caveats = fields.List(fields.String())
+    caveats = fields.List(fields.String(validate=validate.OneOf(CAVEATS)))
     next_step = fields.Nested(NextStepSchema)
     inflammation = fields.String()
     inflammation_evidence = fields.List(fields.String())

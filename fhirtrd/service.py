@@ -16,7 +16,8 @@ from fhirtrd.domain.classify import classify
 from fhirtrd.domain.definitions import with_definitions
 from fhirtrd.domain.model import DataWarning, PatientResult
 from fhirtrd.errors import InputError
-from fhirtrd.fhir.inbound import Adapter, RecordBuilder, subject_of
+from fhirtrd.fhir.inbound import Adapter, RecordBuilder
+from fhirtrd.fhir.inbound.common import is_fhir_id, patient_of, server_base
 from fhirtrd.fhir.reader import Entry, ReadReport, expand, input_files, read_path
 from fhirtrd.terminology import Terminology
 
@@ -32,6 +33,7 @@ class Run:
     builders: dict[str, RecordBuilder] = field(default_factory=dict)
     aliases: dict[str, str] = field(default_factory=dict)  # urn:uuid / fullUrl → Patient/id
     uuid_alias: dict[str, str] = field(default_factory=dict)  # bare uuid used as key → Patient id
+    bases: set[str] = field(default_factory=set)  # server bases of the input's absolute fullUrls
 
     def __post_init__(self) -> None:
         self.adapter = Adapter(self.terminology, validate=self.validate)
@@ -45,13 +47,20 @@ class Run:
     def add(self, entry: Entry) -> None:
         r = entry.resource
         rtype = r["resourceType"]
+        base = server_base(entry.full_url) if entry.full_url else None
+        if base:
+            self.bases.add(base)
         if rtype == "Medication":
             self.adapter.remember_medication(r, entry.full_url)
             return
         if rtype == "Patient":
-            pid = subject_of(r, self.aliases)
-            if pid is None:
+            pid = r.get("id")
+            if not isinstance(pid, str) or not pid:
                 self.report.warn("Patient without an id; skipped", entry.source, resource="Patient", element="Patient.id")
+                return
+            if not is_fhir_id(pid):
+                self.report.warn(f"Patient id {pid[:80]!r} is not a FHIR id (1-64 of A-Z a-z 0-9 - .); patient skipped",
+                                 entry.source, resource="Patient", element="Patient.id", code="invalid-id")
                 return
             if r.get("status") == "entered-in-error":
                 return
@@ -63,13 +72,14 @@ class Run:
             return
         if rtype not in self.adapter.handlers or (rtype == "Observation" and not self.adapter.observation_hits(r)):
             return  # most resources of a record: decided before resolving whose they are
-        pid = subject_of(r, self.aliases)
+        pid, problem = patient_of(r, self.aliases, self.bases)
         if pid is None:
             rid = r.get("id")
-            self.report.warn(f"{rtype} has no subject/patient reference; skipped", entry.source,
+            element = f"{rtype}.{'patient' if rtype in ('AllergyIntolerance',) else 'subject'}"
+            self.report.warn(f"{rtype} {problem}; skipped" if problem else
+                             f"{rtype} has no subject/patient reference; skipped", entry.source,
                              resource=f"{rtype}/{rid}" if isinstance(rid, str) else rtype,
-                             element=f"{rtype}.{'patient' if rtype in ('AllergyIntolerance',) else 'subject'}",
-                             code="no-subject")
+                             element=element, code="foreign-reference" if problem else "no-subject")
             return
         self.adapter.add(self.builder(pid), r, entry.source, self.aliases)
 

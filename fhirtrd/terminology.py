@@ -33,7 +33,7 @@ CONDITION_CONCEPTS = frozenset({
 })
 LAB_CONCEPTS = frozenset({"crp", "hscrp", "tsh", "free-t4", "sodium", "lithium", "ahi", "adherence"})
 PROCEDURE_CONCEPTS = frozenset({"cbt", "psychotherapy", "ect", "rtms", "cpap"})
-ROLES = frozenset({"antidepressant", "augmentation", "sad-agent", "thyroid", "other"})
+ROLES = frozenset({"antidepressant", "augmentation", "advanced", "sad-agent", "thyroid", "other"})
 STOP_CONCEPTS = frozenset({"adverse-effect"})
 LATERALITIES = frozenset({"bilateral", "unilateral"})
 DISORDERS = frozenset({"mdd", "sad", "any"})
@@ -289,11 +289,22 @@ def load_terminology(extra_dirs: Sequence[Path | str] = ()) -> Terminology:
                         _num(where, r, "minimum") or 0.0)
                        for where, r in _rows(dirs, "impairment.csv", ["instrument", "minimum", "source"]))
 
+    adjunct_max = {k: (_num(where, r, "max_daily_dose", low=0.0001) or 0.0, r["inclusive"].lower() == "true")
+                   for k, (where, r) in _keyed(dirs, "adjunct_doses.csv",
+                                               ["ingredient", "max_daily_dose", "inclusive", "source"],
+                                               lambda r: r["ingredient"]).items()
+                   if _concept(where, r["ingredient"], frozenset(drugs), "ingredient")}
+    non_depressive = frozenset(_keyed(dirs, "indications.csv", ["concept", "display", "source"],
+                                      lambda r: r["concept"]))
+    sad_mechanisms = {k: r["mechanism"] for k, (where, r) in _keyed(
+        dirs, "sad_mechanisms.csv", ["class", "mechanism", "source"], lambda r: r["class"]).items()}
+
     names = sorted(drugs, key=len, reverse=True)
     pattern = re.compile(r"\b(" + "|".join(re.escape(n) for n in names) + r")", re.IGNORECASE)
     rules = Rules(drugs=drugs, instruments=instruments, thresholds=thresholds,
                   stard_p_remission=tuple(p for _, p in stard),
                   symptom_targets={k: tuple(v) for k, v in targets.items()}, impairment=impairment,
+                  adjunct_max=adjunct_max, non_depressive=non_depressive, sad_mechanisms=sad_mechanisms,
                   definitions=_definitions(dirs))
     return Terminology(rules=rules, products=products, observations=observations,
                        conditions_exact=conditions_exact, conditions_prefix=tuple(prefixes),
@@ -314,6 +325,9 @@ REQUIRED_THRESHOLDS = (
     "msm_band_moderate_max", "msm_psychotic_severity", "msm_coded_severity_mild",
     "msm_coded_severity_moderate", "msm_coded_severity_severe", "p_burden", "utility_remission", "utility_burden",
     "tr_mdd_min_failures", "tr_sad_min_distinct", "absurd_dose_factor",
+    "stale_order_cap_days", "refill_gap_days", "switch_fill_stop_days", "cross_taper_max_overlap_days",
+    "esketamine_min_sessions", "ketamine_min_sessions", "rtms_min_sessions", "advanced_in_progress_days",
+    "inferred_failure_next_within_days", "inferred_failure_max_weeks", "episode_treatment_gap_days",
 )
 
 

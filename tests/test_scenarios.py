@@ -94,7 +94,39 @@ def compare(name: str, expected: dict[str, Any], results: list[dict[str, Any]]) 
     return found
 
 
-@pytest.mark.parametrize("name", NAMES)
+# Scenarios that need the v2 inbound adapter (issue 8, the other half: QuestionnaireResponse, Encounter
+# and Device resources, score statuses and timestamps, order reasons, bedtime flags, stop dates, brand
+# names, liquids, CPT/CPAP/remission codes, intolerance words and codes). They are strict expected
+# failures: the day the adapter side is merged and one passes, this list must shrink.
+NEEDS_INBOUND_V2 = frozenset({
+    "v2-mdd-alcohol-dependence-in-remission-f10-21-not-active",
+    "v2-mdd-brand-names-zoloft-then-effexor-text-only-stage-ii",
+    "v2-mdd-duloxetine-for-fibromyalgia-non-depressive-indication",
+    "v2-mdd-gad7-questionnaireresponse-14-anxious-subtype",
+    "v2-mdd-intolerance-from-coded-snomed-adverse-reaction",
+    "v2-mdd-intolerance-from-hyponatremia-us-spelling",
+    "v2-mdd-intolerance-from-nausea-words-in-status-reason",
+    "v2-mdd-osa-treated-with-cpap-procedure-no-osa-finding",
+    "v2-mdd-osa-with-cpap-devicerequest-no-osa-finding",
+    "v2-mdd-osa-with-cpap-deviceusestatement-no-osa-finding",
+    "v2-mdd-phq9-panel-with-items-only-summed",
+    "v2-mdd-phq9-questionnaireresponse-items-summed-remission-continue",
+    "v2-mdd-phq9-questionnaireresponse-total-item-us-core",
+    "v2-mdd-preliminary-and-unknown-phq9-on-endpoint-skipped",
+    "v2-mdd-psychotherapy-from-cpt-90834-encounters-14-sessions",
+    "v2-mdd-same-day-phq9-ordered-by-time-not-by-id",
+    "v2-mdd-sertraline-oral-solution-5-ml-is-100-mg",
+    "v2-mdd-stopped-order-validity-end-is-stop-date-inadequate-duration",
+    "v2-mdd-trazodone-at-bedtime-only-no-trial-start-treatment",
+    "v2-mdd-two-final-phq9-same-instant-later-issued-wins",
+    "v2-sad-cbt-encounters-for-sad-are-not-an-mdd-trial",
+    "v2-sad-ssri-and-cpt-90837-psychotherapy-tr-sad-modality-unverified",
+})
+CASES = [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="needs the v2 inbound adapter (h/inbound)"))
+         if n in NEEDS_INBOUND_V2 else n for n in NAMES]
+
+
+@pytest.mark.parametrize("name", CASES)
 def test_scenario_matches_the_clinical_expectation(name: str) -> None:
     folder = SCENARIOS / name
     expected = _load(folder / "expected.json")
@@ -106,14 +138,14 @@ def test_scenario_matches_the_clinical_expectation(name: str) -> None:
 def test_there_are_enough_readable_scenarios() -> None:
     assert len(NAMES) >= 25
     for name in NAMES:
-        assert re.fullmatch(r"(mdd|sad)-[a-z0-9-]+", name), f"{name}: folder names are clinician-readable slugs"
+        assert re.fullmatch(r"(v2-)?(mdd|sad)-[a-z0-9-]+", name), f"{name}: folder names are clinician-readable slugs"
         readme = (SCENARIOS / name / "README.md").read_text(encoding="utf-8")
         assert "clinical-spec" in readme, f"{name}/README.md cites no clinical-spec section"
 
 
 def test_coverage_table_names_only_existing_scenarios() -> None:
     table = (SCENARIOS / "COVERAGE.md").read_text(encoding="utf-8")
-    cited = set(re.findall(r"`((?:mdd|sad)-[a-z0-9-]+)`", table))
+    cited = set(re.findall(r"`((?:v2-)?(?:mdd|sad)-[a-z0-9-]+)`", table))
     assert cited, "COVERAGE.md lists no scenario"
     assert cited <= set(NAMES), f"COVERAGE.md names missing scenarios: {sorted(cited - set(NAMES))}"
     assert set(NAMES) <= cited, f"scenarios absent from COVERAGE.md: {sorted(set(NAMES) - cited)}"

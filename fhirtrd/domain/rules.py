@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
 class Drug:
     """One ingredient: its class, role and minimum adequate daily dose (clinical-spec §7).
 
-    role: "antidepressant", "augmentation" (lithium, antipsychotics, liothyronine),
+    role: "antidepressant", "augmentation" (lithium, antipsychotics, liothyronine), "advanced"
+    (esketamine, ketamine),
     "sad-agent" (benzodiazepines, gabapentinoids, beta-blockers), "thyroid" (replacement), "other".
     sad_line: "first", "second" or "" (not a SAD treatment); `sad_adequate` False for agents that
     never make an adequate SAD trial on their own (propranolol).
@@ -82,6 +83,9 @@ class Rules:
     stard_p_remission: tuple[float, ...]  # index = prior failed steps, last value for ≥ len-1
     symptom_targets: dict[str, tuple[str, ...]]  # symptom concept → suggested ingredients
     impairment: tuple[tuple[str, float], ...]  # (instrument, minimum) meaning functional impairment
+    adjunct_max: dict[str, tuple[float, bool]] = field(default_factory=dict)  # ingredient → (max mg/day, inclusive)
+    non_depressive: frozenset[str] = frozenset()  # order reasons that are not depression (clinical-spec §1 v2)
+    sad_mechanisms: dict[str, str] = field(default_factory=dict)  # class → mechanism for TR-SAD (§5 v2)
     definitions: tuple[Definition, ...] = ()  # published TRD definitions, computed beside the staging
 
     def t(self, name: str) -> float:
@@ -90,3 +94,10 @@ class Rules:
 
     def drug(self, ingredient: str) -> Drug | None:
         return self.drugs.get(ingredient)
+
+    def is_adjunct_dose(self, ingredient: str, daily_dose: float | None) -> bool:
+        """A daily dose in the low-dose hypnotic/analgesic range of mappings/adjunct_doses.csv."""
+        limit = self.adjunct_max.get(ingredient)
+        if limit is None or daily_dose is None:
+            return False
+        return daily_dose <= limit[0] if limit[1] else daily_dose < limit[0]

@@ -528,7 +528,7 @@ class _Writer:
         """'sertraline (SSRI, 12 weeks at 100 mg/day, nonresponse on PHQ-9 18→16)'."""
         kind = t.get("kind")
         parts: list[str] = []
-        if kind in ("medication", "augmentation"):
+        if kind in ("medication", "augmentation", "adjunct"):
             if t.get("class") is not None:
                 parts.append(self.display("treatment-classes", t["class"], f"{element}.class"))
             dose, weeks = t.get("daily_dose"), t.get("weeks_adequate")
@@ -564,7 +564,7 @@ class _Writer:
         if status in ("provisional", "not-applicable"):
             head += f" ({self.phrase('statuses', status, f'{element}.status')})"
         trials = [t for t in self.opt_list(a, "trials", element) if isinstance(t, dict)]
-        failed = [(i, t) for i, t in enumerate(trials) if t.get("failed")]
+        failed = [(i, t) for i, t in enumerate(trials) if t.get("failed") and t.get("kind") != "advanced"]
         if failed:
             phrases = [self.trial_phrase(t, f"{element}.trials[{i}]") for i, t in failed]
             listed = phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
@@ -986,7 +986,9 @@ def write_bundles(
     for pid, bundle in iter_bundles(results, settings, issued=issued):
         if out_dir is not None:
             text = json.dumps(bundle, indent=2, ensure_ascii=False) + "\n"
-            (out_dir / f"{pid}.json").write_text(text, encoding="utf-8")
+            partial = out_dir / f".{pid}.json.partial"  # written whole, then renamed: never half a Bundle
+            partial.write_text(text, encoding="utf-8")
+            partial.replace(out_dir / f"{pid}.json")
         elif stream is not None:
             stream.write(json.dumps(bundle, ensure_ascii=False, separators=(",", ":")) + "\n")
         written.append(pid)

@@ -18,8 +18,11 @@ import orjson
 
 from fhirtrd.domain.model import DataWarning
 from fhirtrd.errors import InputError
+from fhirtrd.fhir.elements import MAX_DEPTH, depth_exceeds
 
 SUFFIXES = (".json", ".json.gz", ".ndjson", ".ndjson.gz")
+#: Bundles inside Bundles deeper than this are refused (real exports nest one or two)
+MAX_BUNDLE_NESTING = 8
 BUNDLE_TYPES = frozenset({"collection", "searchset", "transaction", "batch", "document", "message",
                           "history", "transaction-response", "batch-response"})
 
@@ -126,13 +129,25 @@ def _looks_like_ndjson(data: bytes) -> bool:
         return False
 
 
-def expand(value: Any, where: str, report: ReadReport) -> Iterator[Entry]:
-    """A parsed JSON value as resources: Bundles are opened (nested ones too), others passed on."""
+def expand(value: Any, where: str, report: ReadReport, *, level: int = 1) -> Iterator[Entry]:
+    """A parsed JSON value as resources: Bundles are opened (nested ones too), others passed on.
+
+    A resource nested deeper than `elements.MAX_DEPTH` levels, or Bundles nested more than
+    `MAX_BUNDLE_NESTING` deep, become a warning naming it and are skipped; the rest is read.
+    """
     if not isinstance(value, dict) or not isinstance(value.get("resourceType"), str):
         report.warn("not a FHIR resource (no resourceType); skipped", where, code="not-fhir")
         return
     if value["resourceType"] != "Bundle":
+        if depth_exceeds(value):
+            report.warn(f"nested deeper than {MAX_DEPTH} levels; skipped", where, resource=_ref(value),
+                        code="too-deep")
+            return
         yield Entry(value, where)
+        return
+    if level > MAX_BUNDLE_NESTING:
+        report.warn(f"Bundles nested more than {MAX_BUNDLE_NESTING} deep; skipped", where, resource=_ref(value),
+                    code="too-deep")
         return
     entries = value.get("entry")
     if entries is None:
@@ -155,11 +170,12 @@ def expand(value: Any, where: str, report: ReadReport) -> Iterator[Entry]:
             continue
         full_url = entry.get("fullUrl") if isinstance(entry.get("fullUrl"), str) else None
         if res["resourceType"] == "Bundle":
-            yield from expand(res, at, report)
+            yield from expand(res, at, report, level=level + 1)
         else:
-            yield Entry(res, at, full_url)
+            yield from (Entry(e.resource, e.source, full_url) for e in expand(res, at, report, level=level + 1))
 
 
 def _ref(resource: dict[str, Any]) -> str:
     rid = resource.get("id")
-    return f"{resource.get('resourceType')}/{rid}" if isinstance(rid, str) else str(resource.get("resourceType"))
+    rtype = resource.get("resourceType")
+    return f"{rtype}/{rid[:80]}" if isinstance(rid, str) else str(rtype)

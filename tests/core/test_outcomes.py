@@ -108,7 +108,8 @@ EARLIER_FAILURES = [
     score("phq9", 20, "2022-12-20"), score("phq9", 18, "2023-02-25"),
     order(VENLAFAXINE, "2023-03-15", days=60, dose=dosage(225)),
     score("phq9", 18, "2023-03-14"), score("phq9", 17, "2023-05-10"),
-    order(SERTRALINE, "2025-01-01", days=90), score("phq9", 19, "2024-12-20"), score("phq9", 17, "2025-03-20"),
+    # sertraline starts < 12 months after venlafaxine ended (v2: a longer gap would start a new episode)
+    order(SERTRALINE, "2024-03-01", days=90), score("phq9", 19, "2024-02-20"), score("phq9", 17, "2024-05-20"),
 ]
 REMISSION_SCORES = [score("phq9", 3, "2023-08-01"), score("phq9", 2, "2023-09-01")]
 

@@ -25,12 +25,13 @@ from .conftest import (
 STAGES = {"mdd": {"0", "I", "II", "III", "IV", "V"}, "sad": {"0", "I", "II"}}
 STATUSES = {"confirmed", "provisional", "not-applicable"}
 STRATEGIES = {"reassess-diagnosis", "address-pseudo-resistance", "optimize-dose", "extend-trial", "switch",
-              "augment", "continue", "start-treatment", "gather-evidence"}
+              "augment", "continue", "start-treatment", "gather-evidence", "monitor"}
 FINDINGS = {"inadequate-dose", "inadequate-duration", "nonadherence", "inadequate-psychotherapy", "intolerance",
-            "misdiagnosis-bipolar", "medical-thyroid", "medical-osa", "substance-use", "inadequate-agent"}
-CAVEATS = {"adherence-unverified", "failure-inferred", "dose-unknown"}
+            "misdiagnosis-bipolar", "medical-thyroid", "medical-osa", "substance-use", "inadequate-agent",
+            "non-depressive-indication"}
+CAVEATS = {"adherence-unverified", "failure-inferred", "dose-unknown", "window-assumed", "modality-unverified"}
 CLASSES = {"SSRI", "SNRI", "TCA", "MAOI", "NDRI", "NaSSA", "SARI", "multimodal", "psychotherapy", "ECT",
-           "augmentation", "benzodiazepine", "gabapentinoid", "beta-blocker"}
+           "augmentation", "benzodiazepine", "gabapentinoid", "beta-blocker", "esketamine", "ketamine", "rTMS"}
 OUTCOMES = {"remission", "response", "partial-response", "nonresponse", "unknown"}
 
 
@@ -63,7 +64,7 @@ def check_assessment(a: dict[str, Any]) -> None:
     for t in a["trials"]:
         assert {"treatment", "kind", "class", "start", "end", "adequate", "findings", "adherence", "outcome",
                 "change", "instrument", "evidence"} <= set(t)
-        assert t["kind"] in {"medication", "psychotherapy", "ect", "augmentation"}
+        assert t["kind"] in {"medication", "psychotherapy", "ect", "augmentation", "adjunct", "advanced"}
         assert t["class"] in CLASSES
         assert t["start"] <= t["end"]
         assert isinstance(t["adequate"], bool)
@@ -72,7 +73,7 @@ def check_assessment(a: dict[str, Any]) -> None:
         assert t["outcome"] in OUTCOMES
         assert t["change"] is None or isinstance(t["change"], float)
         assert t["evidence"] and all("/" in ref for ref in t["evidence"])
-        counted += t["failed"] and t["episode"] == "current" and t["kind"] != "augmentation"
+        counted += t["failed"] and t["episode"] == "current" and t["kind"] in ("medication", "psychotherapy", "ect")
     assert a["failed_adequate_trials"] == counted
 
 

@@ -318,6 +318,26 @@ def nothing_to_judge_yet() -> PatientResult:
     return PatientResult(patient="Patient/p-untreated", as_of=AS_OF, assessments=(mdd, sad))
 
 
+def advanced_in_progress() -> PatientResult:
+    """v2: a bedtime trazodone adjunct and an esketamine course in progress beside two failed classes."""
+    trazodone = trial("trazodone", "SARI", date(2023, 2, 1), date(2023, 7, 30), kind="adjunct", adequate=False,
+                      failed=False, adherence="not-applicable", daily_dose=50.0, min_adequate_dose=300.0,
+                      weeks_adequate=0.0, outcome="unknown", change=None, instrument=None, baseline=None,
+                      endpoint=None, evidence=("MedicationRequest/trazodone-1",))
+    esketamine = trial("esketamine", "esketamine", date(2024, 4, 1), date(2024, 5, 27), kind="advanced",
+                       ongoing=True, failed=False, adherence="not-applicable", pdc=None, daily_dose=None,
+                       min_adequate_dose=None, weeks_adequate=8.1, sessions=12, outcome="unknown", change=None,
+                       instrument=None, baseline=None, endpoint=None, segments=(),
+                       evidence=("MedicationAdministration/esk-1", "MedicationAdministration/esk-12"))
+    a = assessment(
+        stage="II", treatment_resistant=True, failed_adequate_trials=2, failed_classes=("SNRI", "SSRI"),
+        caveats=("window-assumed",),
+        next_step=NextStep(strategy="continue", reason="advanced treatment in progress: esketamine"),
+        next_step_likelihood=likelihood(2, 0.137),
+        trials=(SERTRALINE, trazodone, VENLAFAXINE, esketamine))
+    return PatientResult(patient="Patient/p-esketamine", as_of=AS_OF, assessments=(a,))
+
+
 def no_assessment() -> PatientResult:
     return PatientResult(patient="Patient/p-none", as_of=AS_OF, assessments=())
 
@@ -332,6 +352,7 @@ ALL = {
     "stage-i-remission-continue": remission_continue,
     "nothing-to-judge-yet": nothing_to_judge_yet,
     "no-assessment": no_assessment,
+    "advanced-in-progress-with-adjunct": advanced_in_progress,
 }
 
 

@@ -1,0 +1,368 @@
+"""Medication request/statement/administration/dispense → exposures and dispenses."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+
+from fhirtrd.fhir import elements
+from fhirtrd.domain.model import (
+    Dispense,
+    MedicationExposure,
+)
+from fhirtrd.fhir.inbound.common import (
+    _ATC_ANTIDEPRESSANT,
+    _DOSAGE_ELEMENT,
+    _MG,
+    DURATION_DAYS,
+    PERIOD_DAYS,
+    AdapterBase,
+    RecordBuilder,
+    _codings,
+    _num,
+    _obj,
+    _ref,
+    _texts,
+    _unit,
+    parse_date,
+)
+from fhirtrd.terminology import ATC, Product
+
+
+class MedicationsMixin(AdapterBase):
+    """Medication request/statement/administration/dispense → exposures and dispenses."""
+
+    def resolve(self, concept: Any, reference: Any, contained: dict[str, dict[str, Any]],
+                aliases: dict[str, str]) -> tuple[Product | None, str | None, bool]:
+        """(resolved ingredient, problem, waiting) for a medication[x]; waiting = Medication not seen yet."""
+        texts: list[str] = []
+        if concept is not None:
+            hit = self._lookup_codes(concept)
+            if hit:
+                return hit, None, False
+            texts = _texts(concept, "medicationCodeableConcept")
+        elif isinstance(reference, dict):
+            ref = reference.get("reference")
+            med = None
+            if isinstance(ref, str):
+                ref = aliases.get(ref, ref)
+                med = contained.get(ref[1:]) if ref.startswith("#") else self.medications.get(ref)
+                if med is None and "/Medication/" in ref:
+                    med = self.medications.get("Medication/" + ref.rsplit("/Medication/", 1)[1].split("/")[0])
+            if med is None:
+                if isinstance(reference.get("display"), str):
+                    texts = [reference["display"]]
+                else:
+                    return None, f"Medication {ref!r} not found", isinstance(ref, str) and not ref.startswith("#")
+            else:
+                hit = self._lookup_codes(med.get("code"))
+                if hit:
+                    return hit, None, False
+                hit = self._from_ingredients(med)
+                if hit:
+                    return hit, None, False
+                texts = _texts(med.get("code"), "medicationReference(Medication).code")
+        for text in texts:
+            ingredient = self.t.ingredient_in_text(text)
+            if ingredient:
+                strengths = {float(m) for m in _MG.findall(text)}
+                strength = strengths.pop() if len(strengths) == 1 else None
+                return Product(ingredient, strength, "mg"), None, False
+        atc = [c.get("code") for c in _codings(concept, "medicationCodeableConcept") if c.get("system") == ATC and isinstance(c.get("code"), str)]
+        if any(code.startswith(_ATC_ANTIDEPRESSANT) for code in atc):  # type: ignore[union-attr]
+            return None, f"antidepressant (ATC {atc[0]}) whose ingredient is not in the mappings", False
+        return None, None, False
+
+    def _lookup_codes(self, concept: Any) -> Product | None:
+        best: Product | None = None
+        for c in _codings(concept, "medication[x]"):
+            p = self.t.products.get((c.get("system"), c.get("code")))  # type: ignore[arg-type]
+            if p is not None and (best is None or (best.strength is None and p.strength is not None)):
+                best = p
+        if best is None:
+            return None
+        strength = best.strength
+        if strength is None:  # an ingredient code: a strength may still be in the display
+            for text in _texts(concept, "medication[x]"):
+                found = {float(m) for m in _MG.findall(text)}
+                if len(found) == 1 and self.t.ingredient_in_text(text) == best.ingredient:
+                    strength = found.pop()
+                    break
+        return Product(best.ingredient, strength, best.unit)
+
+    def _from_ingredients(self, med: dict[str, Any]) -> Product | None:
+        found: list[Product] = []
+        for ing in elements.objects(med.get("ingredient"), "Medication.ingredient"):
+            if not isinstance(ing, dict):
+                continue
+            hit = self._lookup_codes(ing.get("itemCodeableConcept"))
+            if hit is None:
+                for text in _texts(ing.get("itemCodeableConcept"), "Medication.ingredient.itemCodeableConcept"):
+                    name = self.t.ingredient_in_text(text)
+                    if name:
+                        hit = Product(name, None, "mg")
+            if hit is None:
+                continue
+            strength = _obj(ing, "strength")
+            num, den = strength.get("numerator") or {}, strength.get("denominator") or {}
+            value, unit = _num(num.get("value"), "Medication.ingredient.strength.numerator.value"), num.get("unit") or num.get("code")
+            if value is not None and isinstance(unit, str):
+                factor = self.t.dose_units.get(unit)
+                per = _num(den.get("value"), "Medication.ingredient.strength.denominator.value") or 1.0
+                if factor and factor[0] == "mass":
+                    hit = Product(hit.ingredient, value * factor[1] / per, "mg")
+            found.append(hit)
+        return found[0] if len(found) == 1 else None
+
+    def _medication_use(self, b: RecordBuilder, r: dict[str, Any], source: str, aliases: dict[str, str],
+                        *, final: bool = False) -> None:
+        rtype = r["resourceType"]
+        status = r.get("status")
+        contained = {c["id"]: c for c in elements.objects(r.get("contained"), "contained") if isinstance(c.get("id"), str)}
+        resolved, problem, waiting = self.resolve(r.get("medicationCodeableConcept"), r.get("medicationReference"),
+                                                  contained, aliases)
+        if resolved is None:
+            if waiting and not final:
+                b.pending.append((r, source))
+            elif problem:
+                b.warn(r, f"medication not resolved: {problem}; not used", element=f"{rtype}.medication[x]",
+                       source=source, code="unresolved-medication")
+            elif r.get("medicationCodeableConcept") is None and r.get("medicationReference") is None:
+                b.warn(r, "no medication[x]; not used", element=f"{rtype}.medication[x]", source=source)
+            return
+        drug = self.t.rules.drugs[resolved.ingredient]
+        if not self._valid(b, r, source):
+            return
+        ref = _ref(r)
+        if rtype == "MedicationDispense":
+            self._dispense(b, r, resolved, ref, source)
+            return
+        if rtype == "MedicationStatement" and status in ("not-taken", "intended"):
+            return
+        if rtype == "MedicationRequest" and (status in ("cancelled", "draft", "unknown")
+                                             or r.get("intent") in ("proposal", "plan")):
+            return
+        if rtype == "MedicationAdministration":
+            if status not in ("completed", "in-progress"):
+                return
+            day = parse_date(r.get("effectiveDateTime")) or parse_date(_obj(r, "effectivePeriod").get("start"))
+            if day is None:
+                b.warn(r, "administration has no date; not used", element="MedicationAdministration.effective[x]",
+                       source=source)
+                return
+            dosage = _obj(r, "dosage")
+            dose = self._amount(b, r, dosage.get("dose"), resolved, "MedicationAdministration.dosage.dose", source)
+            b.administrations[(resolved.ingredient, day)].append((self._plausible(b, r, drug.ingredient, dose, source), ref))
+            return
+        dosages = r.get("dosageInstruction" if rtype == "MedicationRequest" else "dosage")
+        element = f"{rtype}.{'dosageInstruction' if rtype == 'MedicationRequest' else 'dosage'}"
+        daily = self._daily_dose(b, r, dosages, resolved, element, source)
+        daily = self._plausible(b, r, drug.ingredient, daily, source)
+        reason = self._stop_reason(r)
+        if rtype == "MedicationStatement":
+            period = _obj(r, "effectivePeriod")
+            start = parse_date(period.get("start")) or parse_date(r.get("effectiveDateTime")) or parse_date(r.get("dateAsserted"))
+            end = parse_date(period.get("end"), end=True)
+            if start is None:
+                b.warn(r, "statement has no effective date; not used", element="MedicationStatement.effective[x]", source=source)
+                return
+            if end is None and status != "active" and "effectiveDateTime" in r:
+                end = start
+            b.exposures.append(MedicationExposure(
+                ingredient=resolved.ingredient, source="statement", start=start, end=end, daily_dose=daily, ref=ref,
+                active=status == "active", stopped=status == "stopped", stop_reason=reason))
+            return
+        dispense = _obj(r, "dispenseRequest")
+        validity = _obj(dispense, "validityPeriod")
+        start = parse_date(r.get("authoredOn")) or parse_date(validity.get("start"))
+        if start is None:
+            b.warn(r, "order has no authoredOn date; not used", element="MedicationRequest.authoredOn", source=source)
+            return
+        supply = self._supply_days(b, r, dispense, daily, resolved)
+        bounds_end = _bounds_end(dosages, start)
+        end = bounds_end or (parse_date(validity.get("end"), end=True) if supply is None else None)
+        b.exposures.append(MedicationExposure(
+            ingredient=resolved.ingredient, source="request", start=start,
+            end=end,
+            daily_dose=daily, ref=ref, active=status in ("active", "on-hold"),
+            stopped=status in ("stopped", "cancelled"), stop_reason=reason, supply_days=supply))
+
+    def _stop_reason(self, r: dict[str, Any]) -> str | None:
+        reasons = r.get("statusReason")
+        concepts = reasons if isinstance(reasons, list) else [reasons] if isinstance(reasons, dict) else []
+        for concept in concepts:
+            for c in _codings(concept, "statusReason"):
+                hit = self.t.stop_reasons.get((c.get("system"), c.get("code")))  # type: ignore[arg-type]
+                if hit:
+                    return hit
+            for text in _texts(concept, "statusReason"):
+                hit = self.t.stop_reason_in_text(text)
+                if hit:
+                    return hit
+        return None
+
+    def _supply_days(self, b: RecordBuilder, r: dict[str, Any], dispense: dict[str, Any], daily: float | None,
+                     resolved: Product) -> int | None:
+        repeats = _num(dispense.get("numberOfRepeatsAllowed"), "dispenseRequest.numberOfRepeatsAllowed") or 0.0
+        duration = _obj(dispense, "expectedSupplyDuration")
+        value = _num(duration.get("value"), "dispenseRequest.expectedSupplyDuration.value")
+        unit = _unit(duration) or "d"
+        if value is not None and unit in DURATION_DAYS:
+            return elements.days(value * DURATION_DAYS[unit] * (1 + repeats), "dispenseRequest.expectedSupplyDuration")
+        quantity = _obj(dispense, "quantity")
+        units = self._units_per_day(r.get("dosageInstruction"))
+        qty = _num(quantity.get("value"), "dispenseRequest.quantity.value")
+        if qty and units:
+            return elements.days(qty / units * (1 + repeats), "dispenseRequest.quantity")
+        return None
+
+    def _dispense(self, b: RecordBuilder, r: dict[str, Any], resolved: Product, ref: str, source: str) -> None:
+        if r.get("status") not in ("completed", None):
+            return
+        when = parse_date(r.get("whenHandedOver")) or parse_date(r.get("whenPrepared"))
+        if when is None:
+            b.warn(r, "dispense has no whenHandedOver date; not used", element="MedicationDispense.whenHandedOver", source=source)
+            return
+        supply = _obj(r, "daysSupply")
+        days = _num(supply.get("value"), "daysSupply.value")
+        quantity = _num(_obj(r, "quantity").get("value"), "quantity.value")
+        units = self._units_per_day(r.get("dosageInstruction"))
+        if days is None and quantity and units:
+            days = quantity / units
+        days = elements.days(days, "daysSupply")
+        if days is None:
+            b.warn(r, "dispense has no usable daysSupply; not used for adherence", element="MedicationDispense.daysSupply",
+                   source=source)
+            return
+        daily = self._daily_dose(b, r, r.get("dosageInstruction"), resolved, "MedicationDispense.dosageInstruction", source)
+        if daily is None and quantity and resolved.strength:
+            unit = _obj(r, "quantity").get("unit") or _obj(r, "quantity").get("code")
+            kind = self.t.dose_units.get(unit) if isinstance(unit, str) else ("unit", 1.0)
+            if kind and kind[0] == "unit":
+                daily = quantity * resolved.strength / days
+        daily = self._plausible(b, r, resolved.ingredient, daily, source)
+        b.dispenses.append(Dispense(ingredient=resolved.ingredient, handed_over=when, days_supply=max(1, round(days)),
+                                    daily_dose=daily, ref=ref))
+
+    # -- dose arithmetic -------------------------------------------------------------------------
+
+    def _per_day(self, dosage: dict[str, Any]) -> float | None:
+        timing = _obj(dosage, "timing")
+        repeat = timing.get("repeat") if isinstance(timing.get("repeat"), dict) else None
+        if repeat:
+            freq = _num(repeat.get("frequency"), "dosage.timing.repeat.frequency") or 1.0
+            period = _num(repeat.get("period"), "dosage.timing.repeat.period") or 1.0
+            unit = repeat.get("periodUnit") if isinstance(repeat.get("periodUnit"), str) else "d"
+            if unit in PERIOD_DAYS and period > 0:
+                return freq / (period * PERIOD_DAYS[unit])
+        for c in _codings(timing.get("code"), "dosage.timing.code"):
+            hit = self.t.timing_codes.get((c.get("system"), c.get("code")))  # type: ignore[arg-type]
+            if hit:
+                return hit
+        return None
+
+    def _units_per_day(self, dosages: Any) -> float | None:
+        """Dose units (tablets) per day of the first dosage, for supply arithmetic."""
+        if not isinstance(dosages, list) or not dosages or not isinstance(dosages[0], dict):
+            return None
+        per_day = self._per_day(dosages[0])
+        amount = _dose_quantity(dosages[0])
+        if per_day is None or amount is None:
+            return None
+        value, unit = amount
+        kind = self.t.dose_units.get(unit or "1")
+        return value * per_day if kind and kind[0] == "unit" else None
+
+    def _amount(self, b: RecordBuilder, r: dict[str, Any], quantity: Any, resolved: Product, element: str,
+                source: str) -> float | None:
+        """A dose quantity in mg: mass units convert, tablets multiply by the product strength."""
+        if not isinstance(quantity, dict):
+            return None
+        value = _num(quantity.get("value"), "dosage.doseAndRate.doseQuantity.value")
+        if value is None:
+            return None
+        unit = _unit(quantity) or "1"
+        kind = self.t.dose_units.get(unit) or self.t.dose_units.get(unit.lower())
+        if kind is None:
+            b.warn(r, f"dose unit {unit!r} is not known; daily dose unknown", element=element, source=source,
+                   code="unknown-unit")
+            return None
+        if kind[0] == "mass":
+            return value * kind[1]
+        if resolved.strength is None:
+            return None
+        return value * kind[1] * resolved.strength
+
+    def _daily_dose(self, b: RecordBuilder, r: dict[str, Any], dosages: Any, resolved: Product, element: str,
+                    source: str) -> float | None:
+        """mg/day: dose per administration × administrations per day, summed over concurrent dosages."""
+        if not isinstance(dosages, list) or not dosages:
+            return None
+        first_seq = next((d.get("sequence") for d in dosages if isinstance(d, dict)), None)
+        total = 0.0
+        for i, dosage in enumerate(dosages):
+            if not isinstance(dosage, dict) or dosage.get("sequence") != first_seq:
+                continue
+            amount = _dose_quantity(dosage)
+            per_day = self._per_day(dosage)
+            if amount is not None and per_day is None:  # frequency unknown: an absurd single dose still warns
+                once = self._amount(b, r, {"value": amount[0], "unit": amount[1]}, resolved,
+                                    f"{element}[{i}].doseAndRate.doseQuantity", source)
+                self._plausible(b, r, resolved.ingredient, once, source)
+            if amount is None or per_day is None:
+                return None
+            mg = self._amount(b, r, {"value": amount[0], "unit": amount[1]}, resolved,
+                              f"{element}[{i}].doseAndRate.doseQuantity", source)
+            if mg is None:
+                return None
+            total += mg * per_day
+        return round(total, 4) if total > 0 else None
+
+    def _plausible(self, b: RecordBuilder, r: dict[str, Any], ingredient: str, dose: float | None,
+                   source: str) -> float | None:
+        drug = self.t.rules.drugs[ingredient]
+        if dose is None or drug.min_daily_dose is None:
+            return dose
+        if dose > drug.min_daily_dose * self.t.rules.t("absurd_dose_factor") or dose <= 0:
+            b.warn(r, f"daily dose {dose:g} {drug.dose_unit} of {ingredient} is implausible; dose treated as unknown",
+                   element=f"{r['resourceType']}.{_DOSAGE_ELEMENT.get(r['resourceType'], 'dosage')}", source=source,
+                   code="implausible-dose")
+            return None
+        return dose
+
+
+def _bounds_end(dosages: Any, start: date) -> date | None:
+    """The end of the first dosage's timing bounds (boundsPeriod.end, or start + boundsDuration)."""
+    if not isinstance(dosages, list) or not dosages or not isinstance(dosages[0], dict):
+        return None
+    timing = _obj(dosages[0], "timing")
+    repeat = _obj(timing, "repeat")
+    period = _obj(repeat, "boundsPeriod")
+    end = parse_date(period.get("end"), end=True)
+    if end is not None:
+        return end
+    duration = _obj(repeat, "boundsDuration")
+    value, unit = _num(duration.get("value"), "dosage.timing.repeat.boundsDuration.value"), _unit(duration)
+    span = elements.days(value * DURATION_DAYS[unit], "dosage.timing.repeat.boundsDuration") if (
+        value is not None and unit in DURATION_DAYS) else None
+    if span is not None:
+        return start + timedelta(days=span - 1)
+    return None
+
+
+def _dose_quantity(dosage: dict[str, Any]) -> tuple[float, str | None] | None:
+    for dr in elements.objects(dosage.get("doseAndRate"), "dosage.doseAndRate"):
+        if not isinstance(dr, dict):
+            continue
+        q = dr.get("doseQuantity")
+        if isinstance(q, dict) and _num(q.get("value"), "dosage.doseAndRate.doseQuantity.value") is not None:
+            unit = q.get("code") or q.get("unit")
+            return float(q["value"]), unit if isinstance(unit, str) else None
+        rng = dr.get("doseRange")
+        if isinstance(rng, dict) and isinstance(rng.get("low"), dict) and _num(rng["low"].get("value"), "dosage.doseAndRate.doseRange.low.value") is not None:
+            low = rng["low"]
+            unit = low.get("code") or low.get("unit")
+            return float(low["value"]), unit if isinstance(unit, str) else None
+    return None
+
