@@ -46,7 +46,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("paths", nargs="+", type=Path, help="Bundles, resources or NDJSON (.json, .ndjson, .gz); "
                    "directories are read recursively")
     c.add_argument("--as-of", type=_date, default=None, help="assessment date, YYYY-MM-DD (default: today)")
-    c.add_argument("--format", choices=("table", "json", "fhir"), default="table")
+    c.add_argument("--format", choices=("table", "json", "fhir", "summary"), default="table")
     c.add_argument("--out", type=Path, help="with --format fhir: write one Bundle per patient into this directory "
                    "(default: NDJSON of Bundles on stdout)")
     c.add_argument("--mappings", type=Path, action="append", default=[], metavar="DIR",
@@ -104,6 +104,9 @@ def run_classify(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -> 
             from fhirtrd.fhir.outbound import write_bundles
             issued = datetime.now(UTC).replace(microsecond=0)  # one timestamp for the whole run
             write_bundles((dump_result(r) for r in results), args.out, None if args.out else buffer, issued=issued)
+        elif args.format == "summary":
+            from fhirtrd.summary import summarise, write_summary
+            write_summary(summarise(results), buffer)
         else:
             _write_table(results, run, buffer)
         stdout.write(buffer.getvalue())

@@ -96,6 +96,14 @@ class TrialSchema(_Strict):
     evidence = fields.List(fields.String())
 
 
+class DefinitionSchema(_Strict):
+    id = fields.String(required=True)
+    met = fields.Boolean(required=True)
+    date_met = fields.Date(allow_none=True)
+    value = fields.Float(allow_none=True)
+    evidence = fields.List(fields.String())
+
+
 class AssessmentSchema(_Strict):
     disorder = fields.String(required=True)
     diagnosis = fields.String(required=True)
@@ -119,6 +127,7 @@ class AssessmentSchema(_Strict):
     score_evidence = fields.List(fields.String())
     evidence = fields.List(fields.String())
     trials = fields.List(fields.Nested(TrialSchema))
+    definitions = fields.List(fields.Nested(DefinitionSchema))
 
 
 class WarningSchema(_Strict):

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from fhirtrd.domain.classify import classify
+from fhirtrd.domain.definitions import with_definitions
 from fhirtrd.domain.model import DataWarning, PatientResult
 from fhirtrd.errors import InputError
 from fhirtrd.fhir.inbound import Adapter, RecordBuilder
@@ -98,6 +99,7 @@ class Run:
             self.adapter.finish(b)
             record = b.record(self.as_of)
             assessments = classify(record, self.terminology.rules, self.as_of)
+            assessments = with_definitions(record, assessments, self.terminology.rules, self.as_of)
             yield PatientResult(patient=record.patient, as_of=self.as_of, assessments=assessments,
                                 warnings=tuple(b.warnings))
 

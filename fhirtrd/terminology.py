@@ -19,7 +19,8 @@ from typing import Any
 
 import yaml
 
-from fhirtrd.domain.rules import Band, Drug, Instrument, Rules
+from fhirtrd.domain.definitions import METHOD_PARAMS, TEXT_PARAMS
+from fhirtrd.domain.rules import Band, Definition, Drug, Instrument, Rules
 from fhirtrd.errors import TerminologyError
 
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
@@ -335,7 +336,8 @@ def load_terminology(extra_dirs: Sequence[Path | str] = ()) -> Terminology:
     rules = Rules(drugs=drugs, instruments=instruments, thresholds=thresholds,
                   stard_p_remission=tuple(p for _, p in stard),
                   symptom_targets={k: tuple(v) for k, v in targets.items()}, impairment=impairment,
-                  adjunct_max=adjunct_max, non_depressive=non_depressive, sad_mechanisms=sad_mechanisms)
+                  adjunct_max=adjunct_max, non_depressive=non_depressive, sad_mechanisms=sad_mechanisms,
+                  definitions=_definitions(dirs))
     return Terminology(rules=rules, products=products, observations=observations,
                        conditions_exact=conditions_exact, conditions_prefix=tuple(prefixes),
                        procedures=procedures, laterality=laterality, stop_reasons=stop_reasons,
@@ -388,3 +390,25 @@ def _thresholds(dirs: Sequence[Path]) -> dict[str, float]:
     if missing:
         raise TerminologyError(f"thresholds.yaml: missing {', '.join(missing)}", path="thresholds.yaml")
     return out
+
+
+def _definitions(dirs: Sequence[Path]) -> tuple[Definition, ...]:
+    """mappings/definitions.csv: one published TRD definition a row, `params` as `name=value;…`."""
+    out: list[Definition] = []
+    for where, r in _keyed(dirs, "definitions.csv", ["id", "method", "params", "source"],
+                           lambda r: r["id"]).values():
+        method = _concept(where, r["method"], frozenset(METHOD_PARAMS), "method")
+        params: dict[str, float | str] = {}
+        for item in filter(None, (p.strip() for p in r["params"].split(";"))):
+            name, sep, raw = item.partition("=")
+            name, raw = name.strip(), raw.strip()
+            if not sep or name not in METHOD_PARAMS[method]:
+                raise TerminologyError(f"{where}: params: {item!r} is not a parameter of {method} "
+                                       f"(known: {', '.join(sorted(METHOD_PARAMS[method]))})", path=where)
+            if name in TEXT_PARAMS:
+                allowed = TEXT_PARAMS[name]
+                params[name] = raw if allowed is None else _concept(where, raw, allowed, name)
+            else:
+                params[name] = _num(where, {name: raw}, name, low=0) or 0.0
+        out.append(Definition(r["id"], method, params, r["source"]))
+    return tuple(out)

@@ -201,6 +201,22 @@ class Likelihood:
 
 
 @dataclass(frozen=True, slots=True)
+class DefinitionResult:
+    """One published TRD definition computed for one patient (mappings/definitions.csv).
+
+    `value` is the definition's number when it has one (an MGH-S score, a count of distinct
+    antidepressants, an ESM stage), else None; `evidence` the resources of the trials or issues that
+    satisfied it (empty when not met).
+    """
+
+    id: str
+    met: bool
+    date_met: date | None
+    value: float | None
+    evidence: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Assessment:
     """The classifier's verdict for one disorder of one patient (clinical-spec §9)."""
 
@@ -225,6 +241,7 @@ class Assessment:
     diagnosis_evidence: tuple[str, ...] = ()
     score_evidence: tuple[str, ...] = ()
     episode_start: date | None = None
+    definitions: tuple[DefinitionResult, ...] = ()
 
     @property
     def evidence(self) -> tuple[str, ...]:

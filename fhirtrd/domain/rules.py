@@ -56,6 +56,24 @@ class Instrument:
 
 
 @dataclass(frozen=True, slots=True)
+class Definition:
+    """A published TRD definition: the algorithm it uses and its parameters (mappings/definitions.csv)."""
+
+    id: str
+    method: str  # switch | distinct | lines | failures | score
+    params: dict[str, float | str]
+    source: str
+
+    def num(self, name: str, default: float | None = None) -> float | None:
+        value = self.params.get(name, default)
+        return float(value) if isinstance(value, (int, float)) else default
+
+    def text(self, name: str) -> str | None:
+        value = self.params.get(name)
+        return value if isinstance(value, str) else None
+
+
+@dataclass(frozen=True, slots=True)
 class Rules:
     """Everything the classifier needs that is a clinical fact or a policy number."""
 
@@ -68,6 +86,7 @@ class Rules:
     adjunct_max: dict[str, tuple[float, bool]] = field(default_factory=dict)  # ingredient → (max mg/day, inclusive)
     non_depressive: frozenset[str] = frozenset()  # order reasons that are not depression (clinical-spec §1 v2)
     sad_mechanisms: dict[str, str] = field(default_factory=dict)  # class → mechanism for TR-SAD (§5 v2)
+    definitions: tuple[Definition, ...] = ()  # published TRD definitions, computed beside the staging
 
     def t(self, name: str) -> float:
         """A threshold by name; a missing one is a programming error caught by the loader's check."""

@@ -358,7 +358,48 @@ class _Writer:
         obs_entry = self.put(obs)
         flags = [self.put(f) for f in self.flags(a, element, disorder, obs_entry["fullUrl"])]
         risk = self.put(self.risk(a, element, disorder, obs_entry["fullUrl"]))
-        return [obs_entry, *trial_entries, *flags, risk]
+        defs = self.definition_entries(a, element, disorder, obs_entry["fullUrl"], trials, trial_entries)
+        return [obs_entry, *trial_entries, *flags, risk, *defs]
+
+    def definition_entries(self, a: dict[str, Any], element: str, disorder: str, obs_url: str,
+                           trials: list[Any], trial_entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """One Observation per published TRD definition (docs/fhir-output.md): value = met, components
+        date-met and definition-value, derivedFrom = the assessment and the trial Observations behind it."""
+        out = []
+        for i, d in enumerate(self.opt_list(a, "definitions", element)):
+            el = f"{element}.definitions[{i}]"
+            if not isinstance(d, dict):
+                raise self.fail(el, d, "must be an object")
+            key = self.req(d, "id", el, str)
+            met = self.req(d, "met", el, bool)
+            try:
+                code = self.cc("trd-definitions", key, f"{el}.id")
+            except UndefinedCodeError:
+                code = {"text": key}  # a local definition added with --mappings
+            comps = []
+            if d.get("date_met") is not None:
+                comps.append(self.comp("date-met", valueDateTime=self._date(d["date_met"], f"{el}.date_met")))
+            value = self.opt_num(d, "value", el)
+            if value is not None:
+                comps.append(self.comp("definition-value", valueQuantity=_quantity(value, "{score}")))
+            refs = set(self.opt_list(d, "evidence", el))
+            members = [e["fullUrl"] for t, e in zip(trials, trial_entries, strict=True)
+                       if isinstance(t, dict) and refs & set(t.get("evidence") or ())]
+            out.append(self.put(self.finish({
+                "resourceType": "Observation",
+                "identifier": [self.identifier(self.pid, disorder, "definition", key)],
+                "status": "final",
+                "category": [_cc("observation-category-survey")],
+                "code": code,
+                "subject": {"reference": self.patient},
+                "effectiveDateTime": self.as_of,
+                "issued": self.issued,
+                "valueBoolean": met,
+                "device": {"reference": self.device_url},
+                "derivedFrom": [{"reference": obs_url}, *({"reference": m} for m in members)],
+                "component": comps,
+            })))
+        return out
 
     def _trial_entries(self, trials: list[Any], disorder: str, element: str) -> list[dict[str, Any]]:
         keys: set[str] = set()
