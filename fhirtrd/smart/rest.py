@@ -26,7 +26,7 @@ class Forbidden(HttpError):
 def classify_with_user_token(svc: object, server: str, authorization: str | None, patient_id: str,
                              as_of: date) -> PatientView:
     """Fetch and classify, translating every failure into an HttpError that names the header at fault."""
-    from fhirtrd.api.app import Service
+    from fhirtrd.api.http import Service
 
     assert isinstance(svc, Service)
     base = allowed_server(server, svc.settings.fhir_server_allowlist)

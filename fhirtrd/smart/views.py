@@ -89,7 +89,7 @@ def stylesheet() -> Response:
 @bp.get("/launch")
 def launch() -> Response:
     """EHR launch (`iss` + `launch`) or standalone launch (`iss` only): redirect to the authorize endpoint."""
-    from fhirtrd.api.app import service
+    from fhirtrd.api.http import service
 
     app = _app()
     iss = request.args.get("iss", "")
@@ -111,7 +111,7 @@ def launch() -> Response:
 @bp.get("/callback")
 def callback() -> Response:
     """The authorization server's redirect: check `state`, exchange the code, open a server-side session."""
-    from fhirtrd.api.app import service
+    from fhirtrd.api.http import service
 
     app = _app()
     state = request.args.get("state", "")
@@ -159,7 +159,7 @@ def _focus(app_context: Any) -> str:
 @bp.get("/app")
 def page() -> Response:
     """The clinician's page for the patient in context, read with the clinician's token."""
-    from fhirtrd.api.app import service
+    from fhirtrd.api.http import service
     from fhirtrd.smart.data import fetch_and_classify
 
     app = _app()
@@ -185,7 +185,7 @@ def page() -> Response:
 
 
 def _scales() -> Any:
-    from fhirtrd.api.app import service
+    from fhirtrd.api.http import service
     from fhirtrd.report.page import scales_from
 
     return scales_from(service().terminology.rules)
