@@ -29,7 +29,7 @@ ATC = "http://www.whocc.no/atc"
 CONDITION_CONCEPTS = frozenset({
     "mdd", "sad", "bipolar", "dysthymia", "substance-use", "osa", "hypothyroidism", "insomnia",
     "fatigue", "sexual-dysfunction", "anxiety", "severity-mild", "severity-moderate",
-    "severity-severe", "psychotic-features", "in-remission",
+    "severity-severe", "psychotic-features", "in-remission", "substance-use-remission",
 })
 LAB_CONCEPTS = frozenset({"crp", "hscrp", "tsh", "free-t4", "sodium", "lithium", "ahi", "adherence"})
 INDICATION_CONCEPTS = frozenset({"neuropathic-pain", "fibromyalgia", "migraine", "insomnia", "smoking-cessation",
@@ -326,8 +326,6 @@ def load_terminology(extra_dirs: Sequence[Path | str] = ()) -> Terminology:
                                                ["ingredient", "max_daily_dose", "inclusive", "source"],
                                                lambda r: r["ingredient"]).items()
                    if _concept(where, r["ingredient"], frozenset(drugs), "ingredient")}
-    non_depressive = frozenset(_keyed(dirs, "indication_concepts.csv", ["concept", "display", "source"],
-                                      lambda r: r["concept"]))
     sad_mechanisms = {k: r["mechanism"] for k, (where, r) in _keyed(
         dirs, "sad_mechanisms.csv", ["class", "mechanism", "source"], lambda r: r["class"]).items()}
 
@@ -336,7 +334,7 @@ def load_terminology(extra_dirs: Sequence[Path | str] = ()) -> Terminology:
     rules = Rules(drugs=drugs, instruments=instruments, thresholds=thresholds,
                   stard_p_remission=tuple(p for _, p in stard),
                   symptom_targets={k: tuple(v) for k, v in targets.items()}, impairment=impairment,
-                  adjunct_max=adjunct_max, non_depressive=non_depressive, sad_mechanisms=sad_mechanisms,
+                  adjunct_max=adjunct_max, non_depressive=INDICATION_CONCEPTS, sad_mechanisms=sad_mechanisms,
                   definitions=_definitions(dirs))
     return Terminology(rules=rules, products=products, observations=observations,
                        conditions_exact=conditions_exact, conditions_prefix=tuple(prefixes),
