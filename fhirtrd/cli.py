@@ -37,7 +37,10 @@ def _date(text: str) -> date:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
 
 
-def parser() -> argparse.ArgumentParser:
+LOCAL_ONLY = ("classify", "population")  # commands that need no HTTP door: Flask, JWT, requests not imported
+
+
+def parser(command: str | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fhirtrd", description="Treatment-resistant depression and social "
                                 "anxiety disorder from FHIR R4 data.")
     p.add_argument("--version", action="version", version=f"fhirtrd {__version__}")
@@ -54,6 +57,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--no-progress", action="store_true", help="never show the progress bar")
     c.set_defaults(run=run_classify)
     for name in PLUGGED:
+        if command in LOCAL_ONLY and not name.endswith(f".cli_{command}"):
+            continue
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
@@ -162,7 +167,8 @@ def main(argv: Sequence[str] | None = None, stdout: IO[str] | None = None, stder
     stderr = stderr or sys.stderr
     try:
         with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(stdout):
-            args = parser().parse_args(argv)
+            words = list(sys.argv[1:] if argv is None else argv)
+            args = parser(next((w for w in words if not w.startswith("-")), None)).parse_args(words)
     except SystemExit as exc:
         return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
     from fhirtrd import logs  # records as JSON lines on stderr, level from FHIRTRD_LOG_LEVEL

@@ -110,6 +110,12 @@ class _Tables:
 
 
 @lru_cache(maxsize=1)
+def _concepts() -> dict[str, Concept]:
+    """The fhirtrd CodeSystem's concepts, read once per process (not once per patient); read-only."""
+    return all_concepts("fhirtrd")
+
+
+@lru_cache(maxsize=1)
 def _tables() -> _Tables:
     path = resources.files("fhirtrd.mappings").joinpath("fhir", "output-codes.json")
     raw = json.loads(path.read_text(encoding="utf-8"))
@@ -206,7 +212,7 @@ class _Writer:
     def __init__(self, result: dict[str, Any], settings: OutputSettings, issued: str) -> None:
         self.settings = settings
         self.issued = issued
-        self.concepts: dict[str, Concept] = all_concepts("fhirtrd")
+        self.concepts: dict[str, Concept] = _concepts()
         patient = result.get("patient") if isinstance(result, dict) else None
         if not isinstance(patient, str):
             raise InvalidResultError(None, "patient", patient, "must be a 'Patient/<id>' reference")

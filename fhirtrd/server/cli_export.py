@@ -9,12 +9,11 @@ from pathlib import Path
 from typing import IO, Any
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+READ_SCOPE = "system/*.read"  # an export only reads
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register `fhirtrd export` on the main parser's subparsers."""
-    from fhirtrd.server.auth import DEFAULT_SCOPE
-
     p: argparse.ArgumentParser = subparsers.add_parser(
         "export", help="Bulk Data $export of the resources the classifier reads, into a directory",
         description="Kick off a FHIR Bulk Data export (system, Patient or Group level), follow it, download "
@@ -38,7 +37,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     auth.add_argument("--key", type=Path)
     auth.add_argument("--kid")
     auth.add_argument("--token-url")
-    auth.add_argument("--scope", default=DEFAULT_SCOPE.replace("system/*.write", "").strip())
+    auth.add_argument("--scope", default=READ_SCOPE)
     auth.add_argument("--client-secret-env", default="FHIRTRD_CLIENT_SECRET", metavar="VAR")
     auth.add_argument("--client-auth", choices=("basic", "post"), default="basic")
     p.set_defaults(run=run_export)
