@@ -25,7 +25,7 @@ from fhirtrd import __version__
 from fhirtrd.errors import InputError, TerminologyError
 
 EXIT_OK, EXIT_UNREADABLE, EXIT_USAGE, EXIT_MAPPINGS = 0, 1, 2, 3
-PLUGGED = ("fhirtrd.api.cli_serve", "fhirtrd.server.cli_sync")
+PLUGGED = ("fhirtrd.api.cli_serve", "fhirtrd.server.cli_sync", "fhirtrd.api.cli_feedback")
 
 
 def _date(text: str) -> date:
