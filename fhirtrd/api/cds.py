@@ -190,8 +190,9 @@ def call_service(service_id: str) -> Response:
         return FhirFetcher(svc.session, server, token=token,
                            timeout=settings.fhir_timeout_seconds, max_pages=settings.fhir_max_pages)
 
+    not_obtained: list[str] = []
     resources = gather(body, svc.templates, allowlist=settings.fhir_server_allowlist,
-                       fetcher_for=fetcher_for)
+                       fetcher_for=fetcher_for, not_obtained=not_obtained)
     as_of = svc.as_of()
     orders: list[dict[str, Any]] = []
     if hook.hook != "patient-view":
@@ -231,6 +232,10 @@ def call_service(service_id: str) -> Response:
         response["cards"] = order_cards(mine, drafts, svc.terminology.rules,
                                         source=_source(svc), call_id=call_id, kinds=kinds,
                                         override_reasons=_override_reasons(svc))
+    if not_obtained:
+        note = "\n\n**Data not obtained** (the assessment is based on the rest): " + "; ".join(not_obtained)
+        for card in response["cards"]:
+            card["detail"] = card.get("detail", "") + note
     svc.feedback.record_cards(hook.id, kinds)
     log.info("cds call", extra={"service": hook.id, "hookInstance": call_id,
                                 "cards": len(response["cards"]), "resources": len(resources)})
