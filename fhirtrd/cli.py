@@ -27,7 +27,7 @@ from fhirtrd.errors import FhirtrdError, InputError, TerminologyError
 
 EXIT_OK, EXIT_UNREADABLE, EXIT_USAGE, EXIT_MAPPINGS = 0, 1, 2, 3
 PLUGGED = ("fhirtrd.api.cli_serve", "fhirtrd.server.cli_sync", "fhirtrd.population.cli_population",
-           "fhirtrd.report.cli_report", "fhirtrd.server.cli_export")
+           "fhirtrd.report.cli_report", "fhirtrd.server.cli_export", "fhirtrd.api.cli_feedback")
 
 
 def _date(text: str) -> date:

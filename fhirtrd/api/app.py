@@ -16,6 +16,7 @@ from fhirtrd import logs
 from fhirtrd.api.auth import Authenticator, JwtVerifier
 from fhirtrd.api.cds import blp as cds_blp
 from fhirtrd.api.config import ServiceSettings, load_settings
+from fhirtrd.api.cors import enable_cors
 from fhirtrd.api.errors import HttpError, cds_error, operation_outcome
 from fhirtrd.api.feedback import FeedbackStore
 from fhirtrd.api.http import CDS_PREFIX, FHIR_JSON, Service, json_response
@@ -79,6 +80,7 @@ def create_app(
     init_smart(app, settings)
     _document_auth(api, settings)
     _register_error_handlers(app)
+    enable_cors(app, settings.cors_origins)
     log.info(
         "fhirtrd service ready",
         extra={"drugs": len(terminology.rules.drugs), "observation_codes": len(terminology.observations),

@@ -98,6 +98,9 @@ def patient_view_cards(
                 {
                     "label": f"Record the {DISORDER_LABEL.get(disorder, disorder)} assessment",
                     "uuid": card_uuid(card_id, "record"),
+                    # explicit (CDS Hooks 2.0 makes it optional; some EHR clients require it):
+                    # recording the assessment is offered, not urged
+                    "isRecommended": False,
                     "actions": create,
                 }
             ]
@@ -185,8 +188,11 @@ def order_cards(
     source: Mapping[str, Any],
     call_id: str,
     kinds: dict[str, str] | None = None,
+    override_reasons: Sequence[Mapping[str, str]] = (),
 ) -> list[dict[str, Any]]:
     """What each draft antidepressant order would mean given the patient's trials so far.
+
+    `override_reasons` (Codings) are offered on every card, for the EHR to ask why it is overridden.
 
     `kinds` receives each card's kind by uuid (`order-bipolar|-repeat|-class|-dose`).
     """
@@ -246,6 +252,7 @@ def order_cards(
                 "indicator": "warning",
                 "detail": detail,
                 "source": dict(source),
+                **({"overrideReasons": [dict(r) for r in override_reasons]} if override_reasons else {}),
             })
     return cards
 

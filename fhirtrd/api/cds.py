@@ -11,6 +11,7 @@ from typing import Any
 from flask import Response, request
 from flask_smorest import Blueprint
 
+from fhirtrd.api.actions import record_actions
 from fhirtrd.api.body import JSON_TYPES, read_json
 from fhirtrd.api.cards import DraftOrder, order_cards, patient_view_cards
 from fhirtrd.api.docs import CDS_RESPONSE, DISCOVERY, FEEDBACK, RECORDED, body, cds_request, errors
@@ -18,6 +19,7 @@ from fhirtrd.api.errors import BadRequest
 from fhirtrd.api.fhirfetch import FhirFetcher
 from fhirtrd.api.http import Service, is_fhir_id, json_response, service, transaction_of
 from fhirtrd.api.prefetch import check_patient, gather
+from fhirtrd.fhir.codesystem import codes_in_group
 from fhirtrd.fhir.inbound import Adapter, RecordBuilder
 from fhirtrd.schemas import dump_result
 from fhirtrd.service import classify_resources
@@ -188,8 +190,9 @@ def call_service(service_id: str) -> Response:
         return FhirFetcher(svc.session, server, token=token,
                            timeout=settings.fhir_timeout_seconds, max_pages=settings.fhir_max_pages)
 
+    not_obtained: list[str] = []
     resources = gather(body, svc.templates, allowlist=settings.fhir_server_allowlist,
-                       fetcher_for=fetcher_for)
+                       fetcher_for=fetcher_for, not_obtained=not_obtained)
     as_of = svc.as_of()
     orders: list[dict[str, Any]] = []
     if hook.hook != "patient-view":
@@ -227,7 +230,12 @@ def call_service(service_id: str) -> Response:
         medications = [r for r in resources if r.get("resourceType") == "Medication"]
         drafts = _draft_orders(svc, orders, medications, pid, as_of)
         response["cards"] = order_cards(mine, drafts, svc.terminology.rules,
-                                        source=_source(svc), call_id=call_id, kinds=kinds)
+                                        source=_source(svc), call_id=call_id, kinds=kinds,
+                                        override_reasons=_override_reasons(svc))
+    if not_obtained:
+        note = "\n\n**Data not obtained** (the assessment is based on the rest): " + "; ".join(not_obtained)
+        for card in response["cards"]:
+            card["detail"] = card.get("detail", "") + note
     svc.feedback.record_cards(hook.id, kinds)
     log.info("cds call", extra={"service": hook.id, "hookInstance": call_id,
                                 "cards": len(response["cards"]), "resources": len(resources)})
@@ -261,25 +269,16 @@ for _hook in SERVICES.values():
     _route_service(_hook)
 
 
+def _override_reasons(svc: Service) -> list[dict[str, str]]:
+    """The override reasons of order cards: the `override-reasons` codes of the fhirtrd CodeSystem."""
+    system = svc.output_settings.codesystem
+    return [{"system": system, "code": c.code, "display": c.display}
+            for c in codes_in_group("override-reasons").values()]
+
+
 def _record_actions(svc: Service, result: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    """Create actions for the Flag/Observation resources of each disorder's write-back."""
-    bundle = transaction_of(svc, [result])
-    by_disorder: dict[str, list[dict[str, Any]]] = {}
-    for entry in bundle.get("entry", []):
-        resource = entry.get("resource") if isinstance(entry, dict) else None
-        if not isinstance(resource, dict) or resource.get("resourceType") not in ("Flag", "Observation"):
-            continue
-        disorder = _disorder_of(resource)
-        if disorder is None:
-            continue
-        code = resource.get("code") or {}
-        label = code.get("text") or next(
-            (c.get("display") for c in code.get("coding") or [] if c.get("display")),
-            resource["resourceType"])
-        by_disorder.setdefault(disorder, []).append(
-            {"type": "create", "description": f"Create {resource['resourceType']}: {label}",
-             "resource": resource})
-    return by_disorder
+    """Create actions for the Flag/Observation outputs of each disorder, applicable by an EHR."""
+    return record_actions(transaction_of(svc, [result]), _disorder_of)
 
 
 def _disorder_of(resource: dict[str, Any]) -> str | None:

@@ -79,6 +79,7 @@ class ServiceSettings:
     as_of: date | None = None  # fixed assessment date (tests, demos); None = today
     log_level: str = "INFO"
     feedback_path: str = "fhirtrd-feedback.sqlite"  # append-only SQLite file of CDS feedback
+    cors_origins: tuple[str, ...] = ()  # browser origins allowed to call (CORS); none by default
     docs: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
     smart: dict[str, Any] = field(default_factory=dict)  # the SMART app (fhirtrd.smart.settings)

@@ -102,6 +102,29 @@ class FhirFetcher:
                     raise UpstreamError(f"search {relative}: next link leaves the server ({url})")
         return resources
 
+    def continue_search(self, url: str) -> list[dict[str, Any]]:
+        """The resources of a search's further pages, from the `next` link `url` on this server."""
+        url = urljoin(self.base + "/", url)
+        if not self._same_server(url):
+            raise UpstreamError(f"the next link {url} is not on {self.base}")
+        resources: list[dict[str, Any]] = []
+        pages = 0
+        next_url: str | None = url
+        while next_url is not None:
+            pages += 1
+            if pages > self._max_pages:
+                raise UpstreamError(f"more than {self._max_pages} pages")
+            bundle = self._get(next_url)
+            if bundle.get("resourceType") != "Bundle":
+                raise UpstreamError(f"a page answered a {bundle['resourceType']}")
+            resources.extend(_entry_resources(bundle))
+            next_url = _next_link(bundle)
+            if next_url is not None:
+                next_url = urljoin(self.base + "/", next_url)
+                if not self._same_server(next_url):
+                    raise UpstreamError(f"the next link {next_url} is not on {self.base}")
+        return resources
+
     def patient_data(
         self, patient_id: str, searches: Iterable[tuple[str, str]] = PATIENT_SEARCHES
     ) -> list[dict[str, Any]]:

@@ -124,8 +124,14 @@ def gather(
     *,
     allowlist: tuple[str, ...],
     fetcher_for: Callable[[str, str | None], FhirFetcher],
+    not_obtained: list[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Every resource the call's prefetch holds, fetching missing keys from an allowed fhirServer."""
+    """Every resource the call's prefetch holds, fetching missing keys from an allowed fhirServer.
+
+    A prefetch Bundle with a `next` link is completed by fetching its further pages from the
+    call's fhirServer (allowlisted; pages on that server only). When they cannot be fetched, the
+    rest is still assessed and `not_obtained` receives a sentence naming what is missing.
+    """
     context = body["context"]
     prefetch = body.get("prefetch")
     if prefetch is None:
@@ -134,6 +140,7 @@ def gather(
         raise BadRequest("prefetch must be an object", expression="prefetch")
     resources: list[dict[str, Any]] = []
     missing: list[tuple[str, str]] = []
+    pages: list[tuple[str, str]] = []  # (key, next link) of prefetch Bundles with more pages
     server = body.get("fhirServer") if isinstance(body.get("fhirServer"), str) else None
     for key, template in templates.items():
         if key not in prefetch:
@@ -152,6 +159,9 @@ def gather(
         named = _named(key, value)
         check_patient(named, context["patientId"], server)
         resources.extend(r for _, r in named)
+        more = _next_link(value) if value["resourceType"] == "Bundle" else None
+        if more is not None:
+            pages.append((key, more))
     if missing:
         fetcher = _fetcher(body, allowlist, fetcher_for, [k for k, _ in missing])
         for key, query in missing:
@@ -170,7 +180,26 @@ def gather(
                         f"prefetch {key}: the FHIR server answered resource {i} about another "
                         f"patient ({other!r}); nothing was assessed")
             resources.extend(fetched)
+    for key, url in pages:
+        try:
+            fetcher = _fetcher(body, allowlist, fetcher_for, [key])
+            fetched = fetcher.continue_search(url)
+        except HttpError as exc:
+            if not_obtained is not None:
+                not_obtained.append(f"prefetch {key}: the pages after the first could not be fetched "
+                                    f"({exc.message})")
+            continue
+        check_patient([(f"prefetch.{key} (page {i + 2})", r) for i, r in enumerate(fetched)],
+                      context["patientId"], server)
+        resources.extend(fetched)
     return resources
+
+
+def _next_link(bundle: Mapping[str, Any]) -> str | None:
+    for link in bundle.get("link") or []:
+        if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
+            return str(link["url"])
+    return None
 
 
 def _fetcher(

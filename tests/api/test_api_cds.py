@@ -225,3 +225,30 @@ def test_cds_auth_requires_a_jwt_for_this_endpoint(secured_app: Any, signer: Any
     assert r.status_code == 200 and r.json["cards"]
     r = client.post(PV, json=body, headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 401 and "replay" in r.json["message"]
+
+
+def test_a_prefetch_bundle_with_a_next_link_is_completed_from_the_same_server(open_app: Any, fake_http: Any) -> None:
+    data = two_failed_ssri_trials()
+    prefetch = prefetch_for(templates(open_app), data)
+    statements = prefetch["medicationStatements"]
+    second = statements["entry"].pop()  # the sertraline trial is on page 2
+    statements["link"] = [{"relation": "next", "url": f"{EHR_FHIR}/MedicationStatement?patient={PATIENT_ID}&page=2"}]
+    fake_http.get(f"{EHR_FHIR}/MedicationStatement", json={"resourceType": "Bundle", "type": "searchset",
+                                                          "entry": [second]})
+    body = hook_request("patient-view", {"patientId": PATIENT_ID}, prefetch, fhirServer=EHR_FHIR)
+    card = open_app.test_client().post(PV, json=body).json["cards"][0]
+    assert "2 failed adequate trials" in card["summary"] and "not obtained" not in card["detail"]
+
+
+def test_pages_that_cannot_be_fetched_are_named_in_the_card_detail(open_app: Any, fake_http: Any) -> None:
+    prefetch = prefetch_for(templates(open_app), two_failed_ssri_trials())
+    prefetch["conditions"]["link"] = [{"relation": "next", "url": "https://elsewhere.example/fhir/Condition?page=2"}]
+    body = hook_request("patient-view", {"patientId": PATIENT_ID}, prefetch, fhirServer=EHR_FHIR)
+    r = open_app.test_client().post(PV, json=body)
+    assert r.status_code == 200
+    detail = r.json["cards"][0]["detail"]
+    assert "**Data not obtained**" in detail and "prefetch conditions" in detail and "elsewhere.example" in detail
+    # no fhirServer at all: still assessed, the gap named
+    del body["fhirServer"]
+    detail = open_app.test_client().post(PV, json=body).json["cards"][0]["detail"]
+    assert "prefetch conditions: the pages after the first could not be fetched" in detail
