@@ -76,6 +76,8 @@ class Terminology:
     name_pattern: re.Pattern[str]
     indications_exact: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)
     indications_prefix: tuple[tuple[str, str, frozenset[str]], ...] = ()
+    brands: dict[str, str] = field(default_factory=dict)  # brand name (lower case) → ingredient
+    questionnaires: dict[str, tuple[str, int]] = field(default_factory=dict)  # canonical → (instrument, items)
 
     def indication_concepts(self, system: str, code: str) -> frozenset[str]:
         """Non-depressive indications (neuropathic pain, migraine, insomnia…) of a diagnosis code."""
@@ -102,7 +104,7 @@ class Terminology:
 
     def ingredient_in_text(self, text: str) -> str | None:
         """The one known ingredient named in free text ("Sertraline 100MG"), or None (0 or ≥ 2)."""
-        found = {m.group(1).lower() for m in self.name_pattern.finditer(text)}
+        found = {self.brands.get(m.group(1).lower(), m.group(1).lower()) for m in self.name_pattern.finditer(text)}
         return found.pop() if len(found) == 1 else None
 
     def stop_reason_in_text(self, text: str) -> str | None:
@@ -329,7 +331,15 @@ def load_terminology(extra_dirs: Sequence[Path | str] = ()) -> Terminology:
     sad_mechanisms = {k: r["mechanism"] for k, (where, r) in _keyed(
         dirs, "sad_mechanisms.csv", ["class", "mechanism", "source"], lambda r: r["class"]).items()}
 
-    names = sorted(drugs, key=len, reverse=True)
+    brands: dict[str, str] = {}
+    for brand, (where, r) in _keyed(dirs, "brands.csv", ["brand", "ingredient", "source"],
+                                    lambda r: r["brand"].lower()).items():
+        brands[brand] = _concept(where, r["ingredient"], frozenset(drugs), "ingredient")
+    questionnaires = {url: (_concept(where, r["instrument"], frozenset(instruments), "instrument"),
+                            int(_num(where, r, "items", low=1) or 1))
+                      for url, (where, r) in _keyed(dirs, "questionnaires.csv", ["url", "instrument", "items", "source"],
+                                                    lambda r: r["url"]).items()}
+    names = sorted(set(drugs) | set(brands), key=len, reverse=True)
     pattern = re.compile(r"\b(" + "|".join(re.escape(n) for n in names) + r")", re.IGNORECASE)
     rules = Rules(drugs=drugs, instruments=instruments, thresholds=thresholds,
                   stard_p_remission=tuple(p for _, p in stard),
@@ -341,7 +351,8 @@ def load_terminology(extra_dirs: Sequence[Path | str] = ()) -> Terminology:
                        procedures=procedures, laterality=laterality, stop_reasons=stop_reasons,
                        stop_words=stop_words, units=units, dose_units=dose_units,
                        timing_codes=timing_codes, answer_scores=answer_scores, name_pattern=pattern,
-                       indications_exact=indications_exact, indications_prefix=tuple(indication_prefixes))
+                       indications_exact=indications_exact, indications_prefix=tuple(indication_prefixes),
+                       brands=brands, questionnaires=questionnaires)
 
 
 REQUIRED_THRESHOLDS = (

@@ -181,3 +181,15 @@ def test_phq9_with_status_unknown_is_skipped_with_a_warning(corpus_json: tuple[i
         assert "'unknown'" in w["message"]
         used = {ref for a in r["assessments"] for ref in a["evidence"]}
         assert "Observation/784651651684135131313" not in used
+
+
+def test_us_core_phq9_questionnaire_response_gives_a_phq9_of_12(terminology: Terminology, tmp_path: Path) -> None:
+    """US Core 9.0.0 QuestionnaireResponse-phq-9-example: total item /44261-6 = 12, authored 29 Nov 2022."""
+    extra = write_json(tmp_path / "extra.json", bundle(
+        mdd("example", onset="2022-11-01"), order(SERTRALINE, "2022-12-01", days=90, pid="example"),
+        score("phq9", 5, "2023-02-20", pid="example")))
+    qr = REAL / "hl7-examples" / "us-core-9.0.0" / "QuestionnaireResponse-phq-9-example.json"
+    r = classify(terminology, qr, extra, as_of=date(2023, 6, 30))["Patient/example"]
+    [t] = r.assessments[0].trials
+    assert (t.instrument, t.baseline, t.endpoint, t.outcome) == ("phq9", 12, 5, "response")
+    assert "QuestionnaireResponse/phq-9-example" in t.evidence

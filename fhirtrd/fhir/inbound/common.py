@@ -27,7 +27,7 @@ from fhirtrd.terminology import Terminology
 
 MED_TYPES = frozenset({"MedicationStatement", "MedicationRequest", "MedicationDispense", "MedicationAdministration"})
 RELEVANT = MED_TYPES | {"Patient", "Condition", "Observation", "Procedure", "AllergyIntolerance",
-                        "AdverseEvent", "Medication", "Encounter"}
+                        "AdverseEvent", "Medication", "Encounter", "QuestionnaireResponse"}
 PERIOD_DAYS = {"s": 1 / 86400, "min": 1 / 1440, "h": 1 / 24, "d": 1.0, "wk": 7.0, "mo": 30.0, "a": 365.0}
 DURATION_DAYS = {"d": 1.0, "day": 1.0, "days": 1.0, "wk": 7.0, "week": 7.0, "weeks": 7.0,
                  "mo": 30.0, "month": 30.0, "months": 30.0, "a": 365.0, "h": 1 / 24}

@@ -99,16 +99,71 @@ class ObservationsMixin(AdapterBase):
             b.deferred.append((orjson.dumps(r), source, found))
 
 
+    def _questionnaire_response(self, b: RecordBuilder, r: dict[str, Any], source: str,
+                                aliases: dict[str, str]) -> None:
+        """A completed PHQ-9/GAD-7… QuestionnaireResponse → its total and item scores (clinical-spec §3 v2)."""
+        url = r.get("questionnaire")
+        mapped = self.t.questionnaires.get(url.split("|", 1)[0]) if isinstance(url, str) else None
+        status = r.get("status") if isinstance(r.get("status"), str) else None
+        if mapped is None or status not in ("completed", "amended"):
+            return
+        instrument, items = mapped
+        when = parse_date(r.get("authored"))
+        if when is None:
+            b.warn(r, "questionnaire response has no authored date; not used", element="QuestionnaireResponse.authored",
+                   source=source)
+            return
+        total: float | None = None
+        scored: list[float] = []
+        found: list[Measurement] = []
+        for link, answer in _answers(r.get("item"), "item"):
+            code = link.rsplit("/", 1)[-1]
+            oc = self.t.observations.get((LOINC, code))
+            value, _ = _value(answer, self.t.answer_scores)
+            if oc is not None and oc.concept == instrument:
+                total = value
+                continue
+            if value is not None and _scored_answer(answer, self.t.answer_scores):
+                scored.append(value)
+            if oc is not None and value is not None and oc.concept in self.t.rules.instruments:
+                found.append(Measurement(concept=oc.concept, value=value, when=when, ref=_ref(r),
+                                         instant=parse_instant(r.get("authored"))))
+        if total is None and len(scored) == items:
+            total = sum(scored)  # every item answered: the total is their sum
+        if total is None:
+            b.warn(r, f"{instrument} questionnaire has no total and not every item is answered; not used as a score",
+                   element="QuestionnaireResponse.item", source=source)
+        else:
+            spec = self.t.rules.instruments[instrument]
+            if spec.low <= total <= spec.high:
+                found.append(Measurement(concept=instrument, value=total, when=when, ref=_ref(r),
+                                         instant=parse_instant(r.get("authored"))))
+            else:
+                b.warn(r, f"{instrument} total {total:g} is outside the scale's range; not used",
+                       element="QuestionnaireResponse.item", source=source, code="value-out-of-range")
+        if not found:
+            return
+        if b.needs_scores():
+            if self._valid(b, r, source):
+                b.measurements.extend(found)
+        else:
+            b.deferred.append((orjson.dumps(r), source, found))
+
+
 def _value(holder: dict[str, Any], answers: dict[tuple[str, str], float]) -> tuple[float | None, str | None]:
-    """A numeric value: integer, quantity, decimal, a numeric string, or a scored answer code."""
+    """A numeric value: integer, quantity, decimal, a numeric string, or a scored answer code (valueCodeableConcept
+    of an Observation, valueCoding of a QuestionnaireResponse answer)."""
     if "valueInteger" in holder:
         return _num(holder["valueInteger"], "valueInteger"), None
     if isinstance(holder.get("valueString"), str):
         try:
-            return float(holder["valueString"].strip()), None
+            return _num(float(holder["valueString"].strip()), "valueString"), None
         except ValueError:
             return None, None
-    for c in _codings(holder.get("valueCodeableConcept"), "valueCodeableConcept"):
+    codings = _codings(holder.get("valueCodeableConcept"), "valueCodeableConcept")
+    if "valueCoding" in holder:  # a QuestionnaireResponse answer
+        codings += _codings({"coding": [holder["valueCoding"]]}, "valueCoding")
+    for c in codings:
         for ext in elements.objects(c.get("extension"), "valueCodeableConcept.coding.extension"):
             if isinstance(ext, dict) and str(ext.get("url", "")).endswith(("/ordinalValue", "/itemWeight")):
                 return _num(ext.get("valueDecimal"), "valueCodeableConcept.coding.extension.valueDecimal"), None
@@ -122,4 +177,34 @@ def _value(holder: dict[str, Any], answers: dict[tuple[str, str], float]) -> tup
     if "valueDecimal" in holder:
         return _num(holder["valueDecimal"], "valueDecimal"), None
     return None, None
+
+
+LOINC = "http://loinc.org"
+
+
+def _answers(items: Any, element: str) -> list[tuple[str, dict[str, Any]]]:
+    """(linkId, first answer) of every answered item, nested items included."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    stack = [(items, element)]
+    while stack:
+        value, where = stack.pop()
+        for i, item in enumerate(elements.objects(value, where)):
+            link = item.get("linkId")
+            answers = elements.objects(item.get("answer"), f"{where}[{i}].answer")
+            if isinstance(link, str) and answers:
+                out.append((link, answers[0]))
+            stack.append((item.get("item"), f"{where}[{i}].item"))
+            for a in answers:
+                stack.append((a.get("item"), f"{where}[{i}].answer.item"))
+    return out
+
+
+def _scored_answer(answer: dict[str, Any], answers: dict[tuple[str, str], float]) -> bool:
+    """True when an answer is a scored item answer: a mapped answer code, an ordinal value, or an integer."""
+    coding = answer.get("valueCoding")
+    if isinstance(coding, dict):
+        return (coding.get("system"), coding.get("code")) in answers or any(
+            isinstance(e, dict) and str(e.get("url", "")).endswith(("/ordinalValue", "/itemWeight"))
+            for e in elements.objects(coding.get("extension"), "valueCoding.extension"))
+    return isinstance(answer.get("valueInteger"), int)
 
