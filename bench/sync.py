@@ -1,11 +1,13 @@
-"""Sync benchmark: synthetic patients on a local sekmet FHIR server, a first run and a no-change re-run.
+"""Sync benchmark: synthetic patients on local FHIR servers (sekmet, HAPI), a first run and a re-run.
 
 Measures throughput (patients per minute) and HTTP round trips per patient (leaving out the
 once-per-run requests: metadata, server clock, patient selection). Targets: <= 3 round trips per
 patient on a first run, <= 2 on a no-change re-run.
 
 Run: `python -m bench.sync --patients 1000` (needs sekmet-fhir: $FHIRTRD_SEKMET or
-.venv-sekmet/bin/sekmet, see .ci/sekmet.sh). Writes the figures as JSON to stdout.
+.venv-sekmet/bin/sekmet, see .ci/sekmet.sh; and the HAPI jar of .ci/hapi.sh). `--server` picks
+sekmet, hapi or both (default: both, the same population on each, sekmet as the baseline). Writes
+the figures as JSON to stdout, with HAPI's ratios to sekmet.
 """
 
 from __future__ import annotations
@@ -66,6 +68,33 @@ def start_server(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
     raise SystemExit("sekmet did not start")
 
 
+def start_hapi(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    jar = Path(os.environ.get("FHIRTRD_HAPI_JAR") or REPO_ROOT / "tests" / "hapi" / "target" / "fhirtrd-hapi.jar")
+    if not jar.is_file():
+        raise SystemExit(f"the HAPI jar is not built at {jar}: run .ci/hapi.sh")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    base = f"http://127.0.0.1:{port}/fhir"
+    log = (workdir / "hapi.log").open("wb")
+    proc = subprocess.Popen(["java", "-Xmx1g", "-XX:+UseSerialGC", "-jar", str(jar), f"--server.port={port}"],
+                            cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if requests.get(f"{base}/metadata", timeout=5).status_code == 200:
+                return proc, base
+        except requests.RequestException:
+            pass
+        time.sleep(1)
+    proc.kill()
+    raise SystemExit("HAPI did not start")
+
+
+SERVERS = {"sekmet": ("sekmet-fhir 0.1.1 (SQLite, local)", start_server),
+           "hapi": ("HAPI FHIR JPA 8.8.0 (H2 file database, -Xmx1g)", start_hapi)}
+
+
 def _drop_conditional_references(node: Any) -> None:
     """The population points at practitioners/organisations by conditional reference
     (Practitioner?identifier=...), which a server resolves only if they exist: keep the display."""
@@ -122,18 +151,17 @@ def figures(report: RunReport, seconds: float) -> dict[str, Any]:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--patients", type=int, default=1000)
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--workers", type=int, default=4)
-    args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="fhirtrd-bench-sync-") as tmp:
-        proc, base = start_server(Path(tmp))
+def bench_server(kind: str, patients: int, seed: int, workers: int) -> dict[str, Any]:
+    """Start one server, load the population, time a first run and a no-change re-run."""
+    label, start = SERVERS[kind]
+    with tempfile.TemporaryDirectory(prefix=f"fhirtrd-bench-sync-{kind}-") as tmp:
+        began = time.perf_counter()
+        proc, base = start(Path(tmp))
+        started_s = round(time.perf_counter() - began, 1)
         try:
-            loaded = load_population(base, args.patients, args.seed)
+            loaded = load_population(base, patients, seed)
             terminology = load_terminology()
-            config = SyncConfig(as_of=DEFAULT_AS_OF, workers=args.workers)
+            config = SyncConfig(as_of=DEFAULT_AS_OF, workers=workers)
             runs = {}
             for name in ("first_run", "no_change_rerun"):
                 client = FhirClient(base)
@@ -142,12 +170,31 @@ def main(argv: list[str] | None = None) -> int:
                 runs[name] = figures(report, time.perf_counter() - began)
         finally:
             proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=30)
-    json.dump({"server": "sekmet-fhir 0.1.1 (SQLite, local)", "workers": args.workers,
-               "machine_cpus": os.cpu_count(), "loaded": loaded, **runs}, sys.stdout, indent=1)
+            proc.wait(timeout=60)
+    return {"server": label, "startup_s": started_s, "loaded": loaded, **runs}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--patients", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--server", choices=("sekmet", "hapi", "both"), default="both")
+    args = parser.parse_args(argv)
+    kinds = ("sekmet", "hapi") if args.server == "both" else (args.server,)
+    out: dict[str, Any] = {"workers": args.workers, "machine_cpus": os.cpu_count()}
+    for kind in kinds:
+        out[kind] = bench_server(kind, args.patients, args.seed, args.workers)
+    if len(kinds) == 2:
+        out["hapi_vs_sekmet"] = {
+            run: {"patients_per_minute": round(out["hapi"][run]["patients_per_minute"]
+                                               / out["sekmet"][run]["patients_per_minute"], 2),
+                  "round_trips_per_patient": round(out["hapi"][run]["round_trips_per_patient"]
+                                                   / out["sekmet"][run]["round_trips_per_patient"], 2)}
+            for run in ("first_run", "no_change_rerun")}
+    json.dump(out, sys.stdout, indent=1)
     sys.stdout.write("\n")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -3,7 +3,7 @@
 ``fhir_server`` is parametrised over both servers, so every test that takes it runs on each; a test
 that needs one server's feature takes ``sekmet_server`` or ``hapi_server``. The HAPI jar is built by
 .ci/hapi.sh from tests/hapi (Maven Central); its JVM starts once per session (about a minute or
-two), in-memory H2, ``-Xmx1g``.
+two), H2 in files under its temporary working directory, ``-Xmx1g``.
 """
 
 from __future__ import annotations

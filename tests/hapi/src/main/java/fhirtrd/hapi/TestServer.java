@@ -47,7 +47,7 @@ import org.springframework.orm.jpa.JpaTransactionManager;
 import org.springframework.orm.jpa.LocalContainerEntityManagerFactoryBean;
 
 /**
- * fhirtrd's HAPI FHIR JPA test server: R4 over an in-memory H2 database, with transactions,
+ * fhirtrd's HAPI FHIR JPA test server: R4 over an H2 file database in the working directory, with transactions,
  * conditional create/update, search, Patient/$everything and Bulk Data $export.
  * Usage: java -Xmx1g -jar fhirtrd-hapi.jar --server.port=PORT --server.address=127.0.0.1
  */
