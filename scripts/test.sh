@@ -10,5 +10,6 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]"
 bash .ci/sekmet.sh >/dev/null
+bash .ci/spark.sh >/dev/null
 export FHIRTRD_SEKMET="${FHIRTRD_SEKMET:-$PWD/.venv-sekmet/bin/sekmet}"
 exec .venv/bin/python -m pytest "$@"
