@@ -11,7 +11,9 @@ history; and a registry where every patient has one), it measures in subprocesse
 Prints a table, the ratios and, last, one machine-readable JSON line. The machine's load average is
 printed beside the figures: wall-clock ratios mean little when other jobs share the cores.
 
-Run: `python -m bench.population_scale [--patients 2000 10000] [--registry 1000] [--keep DIR]`.
+With `--spark N`, the Spark engine (local[2]) against the local engine (2 workers) on N patients.
+
+Run: `python -m bench.population_scale [--patients 2000 10000] [--registry 1000] [--spark 500] [--keep DIR]`.
 """
 
 from __future__ import annotations
@@ -165,11 +167,31 @@ def population_runs(name: str, directory: Path, patients: int, work: Path, worke
     return runs
 
 
+def spark_runs(work: Path, patients: int, seed: int, as_of: str) -> list[Measured]:
+    """The local engine (2 workers) and the Spark engine (local[2]) on the same input."""
+    d = work / f"spark{patients}"
+    if not (d / "Patient.ndjson").exists():
+        generate(d, patients, seed, date.fromisoformat(as_of))
+    runs = []
+    for label, extra in (("local --workers 2", ["--workers", "2"]), ("spark local[2]", ["--engine", "spark"])):
+        out = work / f"spark{patients}.{extra[-1]}"
+        m = measure(f"spark{patients} population {label}", patients,
+                    fhirtrd("population", str(d), "--out", str(out), "--as-of", as_of, "--buckets", "8", *extra),
+                    work / f"spark{patients}.{extra[-1]}.summary")
+        m.digest = hashlib.sha256((out / "results.ndjson").read_bytes()).hexdigest()
+        runs.append(m)
+        shutil.rmtree(out, ignore_errors=True)
+    return runs
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--patients", type=int, nargs="+", default=[2000])
     p.add_argument("--registry", type=int, default=1000, help="patients of the every-patient-relevant registry")
     p.add_argument("--baseline-max", type=int, default=10_000, help="run the 1-process baseline up to this size")
+    p.add_argument("--spark", type=int, default=0, metavar="N",
+                   help="also compare --engine spark (local[2]) with the local engine on N patients (needs "
+                        "fhirtrd[spark] and Java; 0 = skip)")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--keep", type=Path, default=None, help="work directory to keep (default: a temp dir, removed)")
     args = p.parse_args(argv)
@@ -195,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
             registry(reg, args.registry, args.seed)
         inputs[f"registry{args.registry}_bytes"] = sum(f.stat().st_size for f in reg.glob("*.ndjson"))
         runs += population_runs(f"registry{args.registry}", reg, args.registry, work, (1,), as_of, True)
+        if args.spark:
+            runs += spark_runs(work, args.spark, args.seed, as_of)
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
@@ -227,6 +251,12 @@ def report(runs: list[Measured], inputs: dict[str, Any], args: argparse.Namespac
     ratios["registry"] = {"per_core_patients_per_cpu_s": round(reg.per_cpu_s),
                           "identical_to_classify": reg.digest == reg_base.digest,
                           "cpu_vs_classify": round(reg.cpu_s / reg_base.cpu_s, 2)}
+    if args.spark:
+        local = by[f"spark{args.spark} population local --workers 2"]
+        spark = by[f"spark{args.spark} population spark local[2]"]
+        ratios["spark"] = {"wall_vs_local": round(spark.wall_s / local.wall_s, 2),
+                           "extra_wall_s": round(spark.wall_s - local.wall_s, 1),
+                           "identical_to_local": spark.digest == local.digest}
     projection = {}
     for name, r in (("bench_mix", mix), ("reduced_export", red)):
         cpu_per_patient = r.cpu_s / r.patients

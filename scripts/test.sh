@@ -13,5 +13,6 @@ fi
 bash .ci/sekmet.sh >/dev/null
 bash .ci/smart-browser.sh >/dev/null
 bash .ci/hapi.sh >/dev/null
+bash .ci/spark.sh >/dev/null
 export FHIRTRD_SEKMET="${FHIRTRD_SEKMET:-$PWD/.venv-sekmet/bin/sekmet}"
 exec .venv/bin/python -m pytest "$@"

@@ -25,7 +25,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--fhir", action="store_true", help="also write the FHIR outputs as fhir/<Type>.ndjson for $import")
     p.add_argument("--workers", type=int, default=None, help="processes (default: every core)")
     p.add_argument("--buckets", type=int, default=None, help="patient-hash buckets (default: about 48 MB of input each)")
-    p.add_argument("--engine", choices=("local",), default="local", help="where to run (default: local processes)")
+    p.add_argument("--engine", choices=("local", "spark"), default="local",
+                   help="local processes (default), or Spark (needs fhirtrd[spark]; Spark Connect when "
+                        "SPARK_REMOTE is set)")
+    p.add_argument("--spark-master", default="local[2]", help="with --engine spark: the master (default local[2])")
     p.add_argument("--mappings", type=Path, action="append", default=[], metavar="DIR",
                    help="extra mapping tables that add to or override the packaged ones (repeatable)")
     p.set_defaults(run=run_population)
@@ -47,7 +50,23 @@ def run_population(args: argparse.Namespace, stdout: IO[str], stderr: IO[str]) -
     except TerminologyError as exc:
         stderr.write(f"fhirtrd: mappings: {exc}\n")
         return EXIT_MAPPINGS
-    done = run_local(args.paths, args.out, settings, workers=args.workers, buckets=args.buckets)
+    if args.engine == "spark":
+        if args.fhir:
+            stderr.write("fhirtrd population: --fhir is not available with --engine spark yet\n")
+            return EXIT_USAGE
+        try:
+            from fhirtrd.population.spark import run_spark, session
+            spark = session(args.spark_master)
+        except ImportError as exc:
+            stderr.write(f"fhirtrd population: --engine spark needs pyspark, pandas and pyarrow "
+                         f"(pip install 'fhirtrd[spark]'): {exc}\n")
+            return EXIT_USAGE
+        try:
+            done = run_spark(args.paths, args.out, settings, spark, buckets=args.buckets or 64)
+        finally:
+            spark.stop()
+    else:
+        done = run_local(args.paths, args.out, settings, workers=args.workers, buckets=args.buckets)
     for w in done.report.warnings:
         if w.code in ("unreadable", "invalid-json", "empty"):
             stderr.write(f"fhirtrd: {w.source}: {w.message}\n")

@@ -118,9 +118,17 @@ class BulkExport:
         return headers
 
     def _send(self, method: str, url: str, **kw: Any) -> requests.Response:
+        """One request; a 401 with a token that can be renewed (SMART tokens expire during long
+        exports) is sent once more with the new token."""
         from fhirtrd.server.errors import ServerUnreachable
         try:
-            return self.client.session.request(method, self.client.url(url), timeout=self.client.timeout, **kw)
+            response = self.client.session.request(method, self.client.url(url), timeout=self.client.timeout, **kw)
+            headers = kw.get("headers") or {}
+            if response.status_code == 401 and "Authorization" in headers and self.client.auth.renew():
+                kw["headers"] = {**headers, **self.client.auth.headers(self.client.session, self.client.timeout)}
+                response = self.client.session.request(method, self.client.url(url), timeout=self.client.timeout,
+                                                       **kw)
+            return response
         except requests.RequestException as exc:
             raise ServerUnreachable(f"{method} {url} failed: {exc}", method=method, url=url) from exc
 
@@ -275,6 +283,8 @@ class BulkExport:
                     self.report.errors += [str(i.get("diagnostics", i.get("code"))) for i in outcome.get("issue", [])]
         response = self._send("DELETE", status_url, headers=self._headers())
         self.report.deleted_job = response.status_code in (200, 202, 204)
+        if not self.report.deleted_job:
+            self.report.errors.append(f"DELETE {status_url}: HTTP {response.status_code} {response.text[:200]}")
         # The next incremental run starts from this export's transactionTime.
         self._save_state({"transactionTime": self.report.transaction_time, "request": manifest.get("request"),
                           "last": self.report.as_dict()})

@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import IO, Any
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-READ_SCOPE = "system/*.read"  # an export only reads
+# Reading, plus deleting the export job when done (servers check that against the token's scopes);
+# the same default as the sync's (fhirtrd.server.auth.DEFAULT_SCOPE, not imported: it pulls in JWT).
+EXPORT_SCOPE = "system/*.read system/*.write"
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -37,7 +39,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     auth.add_argument("--key", type=Path)
     auth.add_argument("--kid")
     auth.add_argument("--token-url")
-    auth.add_argument("--scope", default=READ_SCOPE)
+    auth.add_argument("--scope", default=EXPORT_SCOPE)
     auth.add_argument("--client-secret-env", default="FHIRTRD_CLIENT_SECRET", metavar="VAR")
     auth.add_argument("--client-auth", choices=("basic", "post"), default="basic")
     p.set_defaults(run=run_export)

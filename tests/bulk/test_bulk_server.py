@@ -136,3 +136,20 @@ def test_group_export_brings_only_the_members(server: FhirServer, tmp_path: Path
     subjects = {r.get("subject", r.get("patient", {})).get("reference") for f in tmp_path.glob("*.ndjson")
                 for r in map(json.loads, f.read_text().splitlines()) if r["resourceType"] != "Patient"}
     assert subjects == {"Patient/p-trsad"}
+
+
+from tests.sync.conftest import SmartSetup, smart_server  # noqa: E402,F401  (the SMART-only server fixture)
+
+
+def test_export_authenticates_with_smart_backend_services(smart_server: SmartSetup, tmp_path: Path) -> None:  # noqa: F811
+    setup = smart_server
+    code, _, err = _run("export", "--server", setup.server.base_url, "--out", str(tmp_path / "open"))
+    assert code == 1 and ("401" in err or "403" in err)  # no token, no export
+
+    code, out, err = _run("export", "--server", setup.server.base_url, "--out", str(tmp_path / "smart"),
+                          "--auth", "smart", "--client-id", setup.client_id, "--key", str(setup.key_path),
+                          "--token-url", setup.token_url)
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["job_deleted"], report["errors"]
+    assert (tmp_path / "smart" / "manifest.json").exists()
