@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import re
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,8 @@ CONDITION_CONCEPTS = frozenset({
     "severity-severe", "psychotic-features", "in-remission",
 })
 LAB_CONCEPTS = frozenset({"crp", "hscrp", "tsh", "free-t4", "sodium", "lithium", "ahi", "adherence"})
+INDICATION_CONCEPTS = frozenset({"neuropathic-pain", "fibromyalgia", "migraine", "insomnia", "smoking-cessation",
+                                 "enuresis", "hot-flushes"})
 PROCEDURE_CONCEPTS = frozenset({"cbt", "psychotherapy", "ect", "rtms", "cpap"})
 ROLES = frozenset({"antidepressant", "augmentation", "advanced", "sad-agent", "thyroid", "other"})
 STOP_CONCEPTS = frozenset({"adverse-effect"})
@@ -72,6 +74,22 @@ class Terminology:
     timing_codes: dict[tuple[str, str], float]
     answer_scores: dict[tuple[str, str], float]
     name_pattern: re.Pattern[str]
+    indications_exact: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)
+    indications_prefix: tuple[tuple[str, str, frozenset[str]], ...] = ()
+
+    def indication_concepts(self, system: str, code: str) -> frozenset[str]:
+        """Non-depressive indications (neuropathic pain, migraine, insomnia…) of a diagnosis code."""
+        hit = self.indications_exact.get((system, code))
+        if hit is not None:
+            return hit
+        for sys_, prefix, concepts in self.indications_prefix:
+            if sys_ == system and code.startswith(prefix):
+                return concepts
+        return frozenset()
+
+    def reason_concepts(self, system: str, code: str) -> frozenset[str]:
+        """What a reasonCode names: disorders of the conditions table and indications."""
+        return self.condition_concepts(system, code) | self.indication_concepts(system, code)
 
     def condition_concepts(self, system: str, code: str) -> frozenset[str]:
         hit = self.conditions_exact.get((system, code))
@@ -244,6 +262,20 @@ def load_terminology(extra_dirs: Sequence[Path | str] = ()) -> Terminology:
             raise TerminologyError(f"{where}: match must be exact or prefix", path=where)
     prefixes.sort(key=lambda p: -len(p[1]))  # the most specific prefix wins
 
+    indications_exact: dict[tuple[str, str], frozenset[str]] = {}
+    indication_prefixes: list[tuple[str, str, frozenset[str]]] = []
+    for (system, code, match), (where, r) in _keyed(
+            dirs, "indications.csv", ["system", "code", "match", "concept", "source"],
+            lambda r: (r["system"], r["code"], r["match"])).items():
+        concept = frozenset({_concept(where, r["concept"], INDICATION_CONCEPTS, "indication")})
+        if match == "exact":
+            indications_exact[(system, code)] = concept
+        elif match == "prefix":
+            indication_prefixes.append((system, code, concept))
+        else:
+            raise TerminologyError(f"{where}: match must be exact or prefix", path=where)
+    indication_prefixes.sort(key=lambda p: -len(p[1]))
+
     procedures = {k: _concept(where, r["concept"], PROCEDURE_CONCEPTS, "procedure concept")
                   for k, (where, r) in _keyed(dirs, "procedures.csv", ["system", "code", "concept", "source"],
                                               lambda r: (r["system"], r["code"])).items()}
@@ -294,8 +326,6 @@ def load_terminology(extra_dirs: Sequence[Path | str] = ()) -> Terminology:
                                                ["ingredient", "max_daily_dose", "inclusive", "source"],
                                                lambda r: r["ingredient"]).items()
                    if _concept(where, r["ingredient"], frozenset(drugs), "ingredient")}
-    non_depressive = frozenset(_keyed(dirs, "indications.csv", ["concept", "display", "source"],
-                                      lambda r: r["concept"]))
     sad_mechanisms = {k: r["mechanism"] for k, (where, r) in _keyed(
         dirs, "sad_mechanisms.csv", ["class", "mechanism", "source"], lambda r: r["class"]).items()}
 
@@ -304,13 +334,14 @@ def load_terminology(extra_dirs: Sequence[Path | str] = ()) -> Terminology:
     rules = Rules(drugs=drugs, instruments=instruments, thresholds=thresholds,
                   stard_p_remission=tuple(p for _, p in stard),
                   symptom_targets={k: tuple(v) for k, v in targets.items()}, impairment=impairment,
-                  adjunct_max=adjunct_max, non_depressive=non_depressive, sad_mechanisms=sad_mechanisms,
+                  adjunct_max=adjunct_max, non_depressive=INDICATION_CONCEPTS, sad_mechanisms=sad_mechanisms,
                   definitions=_definitions(dirs))
     return Terminology(rules=rules, products=products, observations=observations,
                        conditions_exact=conditions_exact, conditions_prefix=tuple(prefixes),
                        procedures=procedures, laterality=laterality, stop_reasons=stop_reasons,
                        stop_words=stop_words, units=units, dose_units=dose_units,
-                       timing_codes=timing_codes, answer_scores=answer_scores, name_pattern=pattern)
+                       timing_codes=timing_codes, answer_scores=answer_scores, name_pattern=pattern,
+                       indications_exact=indications_exact, indications_prefix=tuple(indication_prefixes))
 
 
 REQUIRED_THRESHOLDS = (

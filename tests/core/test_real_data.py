@@ -159,3 +159,19 @@ def test_bipolar_diagnosis_makes_the_mdd_assessment_not_applicable(corpus_json: 
         assert results[f"Patient/{pid}"]["assessments"] == []
     not_applicable = [p for p, r in results.items() for a in r["assessments"] if a["status"] == "not-applicable"]
     assert not_applicable == ["Patient/a7fc8494-7b23-46f5-864c-fdc7e073a4c8"]
+
+
+UNVERIFIED_PATIENTS = ("0604cc6e-338a-44bf-a89a-d8de53669314", "3650cd70-613a-445f-a924-534a05a5a5c0")
+
+
+def test_phq9_with_status_unknown_is_skipped_with_a_warning(corpus_json: tuple[int, dict, str]) -> None:
+    """clinical-spec §3 v2: CMS159 test patients carry a PHQ-9 whose status is `unknown`: not a verified score."""
+    _, doc, _ = corpus_json
+    results = by_patient(doc)
+    for pid in UNVERIFIED_PATIENTS:
+        r = results[f"Patient/{pid}"]
+        [w] = [w for w in r["warnings"] if w["code"] == "unverified-result"]
+        assert (w["resource"], w["element"]) == ("Observation/784651651684135131313", "Observation.status")
+        assert "'unknown'" in w["message"]
+        used = {ref for a in r["assessments"] for ref in a["evidence"]}
+        assert "Observation/784651651684135131313" not in used

@@ -5,8 +5,8 @@ from __future__ import annotations
 import calendar
 import re
 from collections import defaultdict
-from dataclasses import dataclass, field
-from datetime import date
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime
 from functools import cache
 from typing import Any
 
@@ -58,6 +58,19 @@ def parse_date(value: Any, *, end: bool = False) -> date | None:
         return date(y, 12, 31) if end else date(y, 1, 1)
     except ValueError:
         return None
+
+
+def parse_instant(value: Any) -> datetime | None:
+    """The UTC instant of a FHIR dateTime/instant that has a time of day, or None (a date alone has none)."""
+    if not isinstance(value, str) or "T" not in value:
+        return None
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if when.year not in elements.YEARS:
+        return None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC)
 
 
 def reference_id(ref: Any, resource_type: str, aliases: dict[str, str]) -> str | None:
@@ -204,6 +217,22 @@ class RecordBuilder:
     deferred: list[tuple[bytes, str, list[Measurement]]] = field(default_factory=list)
     administrations: dict[tuple[str, date], list[tuple[float | None, str]]] = field(
         default_factory=lambda: defaultdict(list))
+    # reasonReference of an exposure (by index) waits for the Conditions of the whole record
+    reason_refs: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    condition_reasons: dict[str, frozenset[str]] = field(default_factory=dict)
+
+    def add_exposure(self, exposure: MedicationExposure, reason_refs: tuple[str, ...] = ()) -> None:
+        if reason_refs:
+            self.reason_refs[len(self.exposures)] = reason_refs
+        self.exposures.append(exposure)
+
+    def resolve_reasons(self) -> None:
+        """Add the concepts of each referenced Condition (disorders and indications) to its exposure."""
+        for i, refs in self.reason_refs.items():
+            found = frozenset().union(*(self.condition_reasons.get(ref, frozenset()) for ref in refs))
+            if found - self.exposures[i].reasons:
+                self.exposures[i] = replace(self.exposures[i], reasons=self.exposures[i].reasons | found)
+        self.reason_refs.clear()
 
     def warn(self, resource: dict[str, Any] | None, message: str, *, element: str | None = None,
              source: str | None = None, code: str = "invalid") -> None:
@@ -217,6 +246,7 @@ class RecordBuilder:
 
     def record(self, as_of: date) -> PatientRecord:
         """The facts gathered so far; facts dated after `as_of` are dropped with a warning."""
+        self.resolve_reasons()
         for (ingredient, day), doses in sorted(self.administrations.items()):
             known = [d for d, _ in doses if d is not None]
             self.exposures.append(MedicationExposure(

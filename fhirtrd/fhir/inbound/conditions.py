@@ -27,6 +27,13 @@ class ConditionsMixin(AdapterBase):
         for c in _codings(r.get("code"), "code"):
             if isinstance(c.get("system"), str) and isinstance(c.get("code"), str):
                 concepts |= self.t.condition_concepts(c["system"], c["code"])
+        reasons = set(concepts)
+        for c in _codings(r.get("code"), "code"):
+            if isinstance(c.get("system"), str) and isinstance(c.get("code"), str):
+                reasons |= self.t.indication_concepts(c["system"], c["code"])
+        rid = r.get("id")
+        if reasons and isinstance(rid, str):  # what a medication's reasonReference to it means
+            b.condition_reasons[f"Condition/{rid}"] = frozenset(reasons)
         if not concepts or not self._valid(b, r, source):
             return
         verification = {c.get("code") for c in _codings(r.get("verificationStatus"), "verificationStatus")}

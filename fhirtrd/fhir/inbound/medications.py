@@ -26,6 +26,7 @@ from fhirtrd.fhir.inbound.common import (
     _texts,
     _unit,
     parse_date,
+    reference_id,
 )
 from fhirtrd.terminology import ATC, Product
 
@@ -140,7 +141,7 @@ class MedicationsMixin(AdapterBase):
             return
         if rtype == "MedicationStatement" and status in ("not-taken", "intended"):
             return
-        if rtype == "MedicationRequest" and (status in ("cancelled", "draft", "unknown")
+        if rtype == "MedicationRequest" and (status in ("draft", "unknown")
                                              or r.get("intent") in ("proposal", "plan")):
             return
         if rtype == "MedicationAdministration":
@@ -160,6 +161,8 @@ class MedicationsMixin(AdapterBase):
         daily = self._daily_dose(b, r, dosages, resolved, element, source)
         daily = self._plausible(b, r, drug.ingredient, daily, source)
         reason = self._stop_reason(r)
+        bedtime, prn = self._timing_flags(dosages)
+        reasons, reason_refs = self._reasons(r, aliases)
         if rtype == "MedicationStatement":
             period = _obj(r, "effectivePeriod")
             start = parse_date(period.get("start")) or parse_date(r.get("effectiveDateTime")) or parse_date(r.get("dateAsserted"))
@@ -169,9 +172,10 @@ class MedicationsMixin(AdapterBase):
                 return
             if end is None and status != "active" and "effectiveDateTime" in r:
                 end = start
-            b.exposures.append(MedicationExposure(
+            b.add_exposure(MedicationExposure(
                 ingredient=resolved.ingredient, source="statement", start=start, end=end, daily_dose=daily, ref=ref,
-                active=status == "active", stopped=status == "stopped", stop_reason=reason))
+                active=status == "active", stopped=status == "stopped", stop_reason=reason,
+                bedtime=bedtime, prn=prn, reasons=reasons), reason_refs)
             return
         dispense = _obj(r, "dispenseRequest")
         validity = _obj(dispense, "validityPeriod")
@@ -180,13 +184,44 @@ class MedicationsMixin(AdapterBase):
             b.warn(r, "order has no authoredOn date; not used", element="MedicationRequest.authoredOn", source=source)
             return
         supply = self._supply_days(b, r, dispense, daily, resolved)
-        bounds_end = _bounds_end(dosages, start)
-        end = bounds_end or (parse_date(validity.get("end"), end=True) if supply is None else None)
-        b.exposures.append(MedicationExposure(
-            ingredient=resolved.ingredient, source="request", start=start,
-            end=end,
+        end = _bounds_end(dosages, start)  # clinical-spec §2 v2: boundsPeriod.end whatever the status
+        if status in ("stopped", "cancelled"):
+            stop = _stop_date(r, validity, start, supply)
+            if stop is not None and (end is None or stop < end):
+                end = stop
+        b.add_exposure(MedicationExposure(
+            ingredient=resolved.ingredient, source="request", start=start, end=end,
             daily_dose=daily, ref=ref, active=status in ("active", "on-hold"),
-            stopped=status in ("stopped", "cancelled"), stop_reason=reason, supply_days=supply))
+            stopped=status in ("stopped", "cancelled"), stop_reason=reason, supply_days=supply,
+            end_assumed=status == "active" and supply is None and end is None,
+            bedtime=bedtime, prn=prn, reasons=reasons), reason_refs)
+
+    def _timing_flags(self, dosages: Any) -> tuple[bool, bool]:
+        """(bedtime, prn) of the dosages: timing.code HS or `when` HS; asNeeded on every dosage."""
+        items = elements.objects(dosages, "dosage")
+        bedtime = False
+        for d in items:
+            timing = _obj(d, "timing", "dosage.timing")
+            codes = {c.get("code") for c in _codings(timing.get("code"), "dosage.timing.code")}
+            when = _obj(timing, "repeat", "dosage.timing.repeat").get("when")
+            bedtime = bedtime or "HS" in codes or (isinstance(when, list) and "HS" in when)
+        prn = bool(items) and all(d.get("asNeededBoolean") is True or isinstance(d.get("asNeededCodeableConcept"), dict)
+                                  for d in items)
+        return bedtime, prn
+
+    def _reasons(self, r: dict[str, Any], aliases: dict[str, str]) -> tuple[frozenset[str], tuple[str, ...]]:
+        """Concepts of reasonCode (conditions and indications tables) and the Condition refs of reasonReference."""
+        concepts: set[str] = set()
+        for i, concept in enumerate(elements.objects(r.get("reasonCode"), "reasonCode")):
+            for c in _codings(concept, f"reasonCode[{i}]"):
+                if isinstance(c.get("system"), str) and isinstance(c.get("code"), str):
+                    concepts |= self.t.reason_concepts(c["system"], c["code"])
+        refs = []
+        for ref in elements.objects(r.get("reasonReference"), "reasonReference"):
+            cid = reference_id(ref, "Condition", aliases)
+            if cid:
+                refs.append(f"Condition/{cid}")
+        return frozenset(concepts), tuple(refs)
 
     def _stop_reason(self, r: dict[str, Any]) -> str | None:
         reasons = r.get("statusReason")
@@ -348,6 +383,28 @@ def _bounds_end(dosages: Any, start: date) -> date | None:
         value is not None and unit in DURATION_DAYS) else None
     if span is not None:
         return start + timedelta(days=span - 1)
+    return None
+
+
+STATUS_CHANGED = "http://hl7.org/fhir/5.0/StructureDefinition/extension-MedicationRequest.statusChanged"
+
+
+def _stop_date(r: dict[str, Any], validity: dict[str, Any], start: date, supply: int | None) -> date | None:
+    """The stop date of a stopped/cancelled order (clinical-spec §2 v2).
+
+    `dispenseRequest.validityPeriod.end` when it falls before the supply's end (or there is no
+    supply); else the status-change date, which R4 has no element for: the R5 element
+    `MedicationRequest.statusChanged` carried by its cross-version extension (HL7 xver-r5.r4).
+    """
+    validity_end = parse_date(validity.get("end"), end=True)
+    supply_end = start + timedelta(days=supply - 1) if supply else None
+    if validity_end is not None and validity_end >= start and (supply_end is None or validity_end < supply_end):
+        return validity_end
+    for ext in elements.objects(r.get("extension"), "extension"):
+        if ext.get("url") == STATUS_CHANGED:
+            changed = parse_date(ext.get("valueDateTime"), end=False)
+            if changed is not None:
+                return max(changed, start)
     return None
 
 

@@ -18,7 +18,11 @@ from fhirtrd.fhir.inbound.common import (
     _num,
     _ref,
     parse_date,
+    parse_instant,
 )
+
+
+VERIFIED = frozenset({"final", "amended", "corrected"})
 
 
 class ObservationsMixin(AdapterBase):
@@ -46,8 +50,17 @@ class ObservationsMixin(AdapterBase):
 
     def _observation(self, b: RecordBuilder, r: dict[str, Any], source: str, aliases: dict[str, str]) -> None:
         hits = self.observation_hits(r)
-        if not hits or r.get("status") == "cancelled":
+        status = r.get("status") if isinstance(r.get("status"), str) else None
+        if not hits or status == "cancelled":
             return
+        if status not in VERIFIED:  # clinical-spec §3 v2: preliminary, registered, unknown… are not verified
+            b.warn(r, f"status {str(status)[:40]!r} is not a verified result (final, amended, corrected); not used",
+                   element="Observation.status", source=source, code="unverified-result")
+            return
+        period = _obj(r, "effectivePeriod")
+        instant = (parse_instant(r.get("effectiveDateTime")) or parse_instant(period.get("end"))
+                   or parse_instant(period.get("start")) or parse_instant(r.get("effectiveInstant")))
+        issued = parse_instant(r.get("issued"))
         when = (parse_date(r.get("effectiveDateTime")) or parse_date(_obj(r, "effectivePeriod").get("start"))
                 or parse_date(r.get("effectiveInstant")) or parse_date(r.get("issued")))
         if when is None:
@@ -75,7 +88,8 @@ class ObservationsMixin(AdapterBase):
                            element=f"{element}Quantity.unit", source=source, code="unknown-unit")
                     continue
                 value = converted
-            found.append(Measurement(concept=concept, value=value, when=when, ref=_ref(r)))
+            found.append(Measurement(concept=concept, value=value, when=when, ref=_ref(r), instant=instant,
+                                     issued=issued))
         if not found:
             return
         if b.needs_scores():
