@@ -29,7 +29,7 @@ ATC = "http://www.whocc.no/atc"
 CONDITION_CONCEPTS = frozenset({
     "mdd", "sad", "bipolar", "dysthymia", "substance-use", "osa", "hypothyroidism", "insomnia",
     "fatigue", "sexual-dysfunction", "anxiety", "severity-mild", "severity-moderate",
-    "severity-severe", "psychotic-features", "in-remission",
+    "severity-severe", "psychotic-features", "in-remission", "substance-use-remission",
 })
 LAB_CONCEPTS = frozenset({"crp", "hscrp", "tsh", "free-t4", "sodium", "lithium", "ahi", "adherence"})
 INDICATION_CONCEPTS = frozenset({"neuropathic-pain", "fibromyalgia", "migraine", "insomnia", "smoking-cessation",

@@ -1,7 +1,7 @@
 """Property-based fuzzing of the whole core: odd and invalid FHIR in, the contract and write-back out.
 
 Every generated input goes through `classify_resources` → the JSON contract (`dump_result`) →
-`build_transaction`. No exception may escape, no example may take more than 5 s, and every warning
+`build_transaction`. No exception may escape, no example may take more than 5 s of CPU, and every warning
 attached to a patient must name the resource it is about. CI runs `FHIRTRD_FUZZ_EXAMPLES` examples
 (default 2,000); the long run is documented in docs/robustness.md.
 """
@@ -187,7 +187,7 @@ def inputs(draw: st.DrawFn) -> list[Any]:
 
 def run_pipeline(resources: list[Any]) -> None:
     report = ReadReport()
-    started = time.monotonic()
+    started = time.process_time()  # CPU time: a hang spins; other processes on the machine do not count
     results = classify_resources(resources, TERMINOLOGY, AS_OF, report=report)
     for result in results:
         for w in result.warnings:
@@ -195,7 +195,7 @@ def run_pipeline(resources: list[Any]) -> None:
             assert w.code != "unreadable-resource", f"a reader raised (caught by the adapter's safety net): {w}"
         contract = dump_result(result)
         build_transaction(contract, issued=ISSUED)
-    assert time.monotonic() - started < 5
+    assert time.process_time() - started < 5
 
 
 @pytest.mark.slow

@@ -61,8 +61,14 @@ def test_antidepressant_medication_management_patients_have_desipramine_trials(t
     for pid, r in with_mdd.items():
         [a] = r.assessments
         assert a.disorder == "mdd" and a.diagnosis == "recorded"
-        assert a.trials and {t.treatment for t in a.trials} == {"desipramine"}, pid
-        assert all(t.treatment_class == "TCA" and t.kind == "medication" for t in a.trials)
+        # v2: CMS128's psychotherapy Encounters (CPT 90832…) are sessions too (clinical-spec §2.1 v2)
+        assert a.trials and "desipramine" in {t.treatment for t in a.trials}, pid
+        assert all(t.treatment_class == "TCA" and t.kind == "medication" for t in a.trials
+                   if t.treatment == "desipramine")
+        assert {t.treatment for t in a.trials} <= {"desipramine", "psychotherapy"}, pid
+    sessions = [t for t in with_mdd["Patient/778e804e-7356-400f-bc36-8d202d775509"].assessments[0].trials
+                if t.treatment == "psychotherapy"]
+    assert [(t.start, t.sessions, t.evidence) for t in sessions] == [(date(2025, 1, 1), 1, ("Encounter/Encounter-1",))]
     # "Antidepressant continuous treatment 84 days": one dispense of 84 days from 1 Jan 2025
     [t] = with_mdd["Patient/006165b0-ab24-4823-bcee-61d64ae5f581"].assessments[0].trials
     assert (t.start, t.end, t.pdc) == (date(2025, 1, 1), date(2025, 3, 25), 1.0)

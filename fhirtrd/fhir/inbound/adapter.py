@@ -26,6 +26,7 @@ class Adapter(ConditionsMixin, ObservationsMixin, ProceduresMixin, IntoleranceMi
         super().__init__(terminology, validate=validate)
         self.handlers: dict[str, Callable[[RecordBuilder, dict[str, Any], str, dict[str, str]], None]] = {
             "Condition": self._condition, "Observation": self._observation, "Procedure": self._procedure,
+            "Encounter": self._encounter,
             "MedicationStatement": self._medication_use, "MedicationRequest": self._medication_use,
             "MedicationDispense": self._medication_use, "MedicationAdministration": self._medication_use,
             "AllergyIntolerance": self._allergy, "AdverseEvent": self._adverse_event,

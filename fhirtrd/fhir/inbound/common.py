@@ -27,7 +27,7 @@ from fhirtrd.terminology import Terminology
 
 MED_TYPES = frozenset({"MedicationStatement", "MedicationRequest", "MedicationDispense", "MedicationAdministration"})
 RELEVANT = MED_TYPES | {"Patient", "Condition", "Observation", "Procedure", "AllergyIntolerance",
-                        "AdverseEvent", "Medication"}
+                        "AdverseEvent", "Medication", "Encounter"}
 PERIOD_DAYS = {"s": 1 / 86400, "min": 1 / 1440, "h": 1 / 24, "d": 1.0, "wk": 7.0, "mo": 30.0, "a": 365.0}
 DURATION_DAYS = {"d": 1.0, "day": 1.0, "days": 1.0, "wk": 7.0, "week": 7.0, "weeks": 7.0,
                  "mo": 30.0, "month": 30.0, "months": 30.0, "a": 365.0, "h": 1 / 24}
@@ -219,6 +219,7 @@ class RecordBuilder:
         default_factory=lambda: defaultdict(list))
     # reasonReference of an exposure (by index) waits for the Conditions of the whole record
     reason_refs: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    procedure_reason_refs: dict[int, tuple[str, ...]] = field(default_factory=dict)
     condition_reasons: dict[str, frozenset[str]] = field(default_factory=dict)
 
     def add_exposure(self, exposure: MedicationExposure, reason_refs: tuple[str, ...] = ()) -> None:
@@ -226,13 +227,26 @@ class RecordBuilder:
             self.reason_refs[len(self.exposures)] = reason_refs
         self.exposures.append(exposure)
 
+    def add_procedure(self, event: ProcedureEvent, reason_refs: tuple[str, ...] = ()) -> None:
+        if reason_refs:
+            self.procedure_reason_refs[len(self.procedures)] = reason_refs
+        self.procedures.append(event)
+
+    def _referenced(self, refs: tuple[str, ...]) -> frozenset[str]:
+        return frozenset().union(*(self.condition_reasons.get(ref, frozenset()) for ref in refs))
+
     def resolve_reasons(self) -> None:
-        """Add the concepts of each referenced Condition (disorders and indications) to its exposure."""
+        """Add the concepts of each referenced Condition (disorders and indications) to its exposure or session."""
         for i, refs in self.reason_refs.items():
-            found = frozenset().union(*(self.condition_reasons.get(ref, frozenset()) for ref in refs))
+            found = self._referenced(refs)
             if found - self.exposures[i].reasons:
                 self.exposures[i] = replace(self.exposures[i], reasons=self.exposures[i].reasons | found)
+        for i, refs in self.procedure_reason_refs.items():
+            found = self._referenced(refs)
+            if found - self.procedures[i].reasons:
+                self.procedures[i] = replace(self.procedures[i], reasons=self.procedures[i].reasons | found)
         self.reason_refs.clear()
+        self.procedure_reason_refs.clear()
 
     def warn(self, resource: dict[str, Any] | None, message: str, *, element: str | None = None,
              source: str | None = None, code: str = "invalid") -> None:
@@ -300,3 +314,23 @@ class AdapterBase:
                      element=f"{resource['resourceType']}.{element}", source=source)
         return False
 
+    def _reasons(self, r: dict[str, Any], aliases: dict[str, str], *, diagnosis: bool = False
+                 ) -> tuple[frozenset[str], tuple[str, ...]]:
+        """Concepts of reasonCode (conditions and indications tables) and the Condition refs of
+        reasonReference (and, for an Encounter, diagnosis.condition), resolved when the record is built."""
+        concepts: set[str] = set()
+        for i, concept in enumerate(elements.objects(r.get("reasonCode"), "reasonCode")):
+            for c in _codings(concept, f"reasonCode[{i}]"):
+                if isinstance(c.get("system"), str) and isinstance(c.get("code"), str):
+                    concepts |= self.t.reason_concepts(c["system"], c["code"])
+        refs = []
+        for ref in elements.objects(r.get("reasonReference"), "reasonReference"):
+            cid = reference_id(ref, "Condition", aliases)
+            if cid:
+                refs.append(f"Condition/{cid}")
+        if diagnosis:
+            for d in elements.objects(r.get("diagnosis"), "diagnosis"):
+                cid = reference_id(d.get("condition"), "Condition", aliases)
+                if cid:
+                    refs.append(f"Condition/{cid}")
+        return frozenset(concepts), tuple(refs)

@@ -26,7 +26,6 @@ from fhirtrd.fhir.inbound.common import (
     _texts,
     _unit,
     parse_date,
-    reference_id,
 )
 from fhirtrd.terminology import ATC, Product
 
@@ -208,20 +207,6 @@ class MedicationsMixin(AdapterBase):
         prn = bool(items) and all(d.get("asNeededBoolean") is True or isinstance(d.get("asNeededCodeableConcept"), dict)
                                   for d in items)
         return bedtime, prn
-
-    def _reasons(self, r: dict[str, Any], aliases: dict[str, str]) -> tuple[frozenset[str], tuple[str, ...]]:
-        """Concepts of reasonCode (conditions and indications tables) and the Condition refs of reasonReference."""
-        concepts: set[str] = set()
-        for i, concept in enumerate(elements.objects(r.get("reasonCode"), "reasonCode")):
-            for c in _codings(concept, f"reasonCode[{i}]"):
-                if isinstance(c.get("system"), str) and isinstance(c.get("code"), str):
-                    concepts |= self.t.reason_concepts(c["system"], c["code"])
-        refs = []
-        for ref in elements.objects(r.get("reasonReference"), "reasonReference"):
-            cid = reference_id(ref, "Condition", aliases)
-            if cid:
-                refs.append(f"Condition/{cid}")
-        return frozenset(concepts), tuple(refs)
 
     def _stop_reason(self, r: dict[str, Any]) -> str | None:
         reasons = r.get("statusReason")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 
+from fhirtrd.fhir import elements
 from fhirtrd.domain.model import (
     ProcedureEvent,
 )
@@ -42,4 +43,24 @@ class ProceduresMixin(AdapterBase):
         if laterality is None:
             words = " ".join(_texts(r.get("code"), "code")).lower()
             laterality = "bilateral" if "bilateral" in words else "unilateral" if "unilateral" in words else None
-        b.procedures.append(ProcedureEvent(concept=concept, when=when, ref=_ref(r), laterality=laterality))
+        reasons, refs = self._reasons(r, aliases)
+        b.add_procedure(ProcedureEvent(concept=concept, when=when, ref=_ref(r), laterality=laterality, reasons=reasons),
+                        refs)
+
+    def _encounter(self, b: RecordBuilder, r: dict[str, Any], source: str, aliases: dict[str, str]) -> None:
+        """A psychotherapy (or ECT, rTMS) session recorded as an Encounter: `type` or `serviceType` (§2.1 v2)."""
+        concept = None
+        concepts: list[tuple[Any, str]] = [(t, f"type[{i}]") for i, t in enumerate(elements.objects(r.get("type"), "type"))]
+        concepts.append((r.get("serviceType"), "serviceType"))
+        for cc, element in concepts:
+            for c in _codings(cc, element):
+                concept = concept or self.t.procedures.get((c.get("system"), c.get("code")))  # type: ignore[arg-type]
+        status = r.get("status") if isinstance(r.get("status"), str) else None
+        if concept is None or status in ("planned", "cancelled", "entered-in-error") or not self._valid(b, r, source):
+            return
+        when = parse_date(_obj(r, "period").get("start"))
+        if when is None:
+            b.warn(r, "encounter has no period.start; not used", element="Encounter.period", source=source)
+            return
+        reasons, refs = self._reasons(r, aliases, diagnosis=True)
+        b.add_procedure(ProcedureEvent(concept=concept, when=when, ref=_ref(r), reasons=reasons), refs)
