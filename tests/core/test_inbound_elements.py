@@ -16,7 +16,9 @@ from fhirtrd.terminology import Terminology
 
 from .conftest import (
     AS_OF,
+    CITALOPRAM,
     SERTRALINE,
+    concept,
     condition,
     dispense,
     dosage,
@@ -129,3 +131,12 @@ def test_the_cli_writes_whole_documents_when_a_patient_id_is_bad(tmp_path: Path)
     code, _, _ = run_cli("classify", src, "--as-of", "2025-06-30", "--format", "fhir", "--out", out_dir,
                          "--no-progress")
     assert code == 0 and sorted(p.name for p in out_dir.iterdir()) == ["ok.json"]
+
+
+def test_a_contained_resource_without_a_type_is_a_warning_not_a_crash(terminology: Terminology) -> None:
+    """Found by the 50,000-example fuzz run: `contained[0].resourceType` empty made the validator raise KeyError."""
+    rx = order({"reference": "#med"}, rid="rx-untyped",
+               contained=[{"resourceType": "", "id": "med", "code": concept(CITALOPRAM)}])
+    record, warnings = facts(terminology, [patient(), mdd(), rx])
+    assert record.exposures == ()
+    assert [w.code for w in warnings if w.resource == "MedicationRequest/rx-untyped"] == ["invalid"]

@@ -165,7 +165,7 @@ def validation_error(resource: dict[str, Any]) -> tuple[str, str] | None:
         err = exc.errors()[0]
         element = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-")) or "(resource)"
         return element, err["msg"]
-    except (TypeError, ValueError, OverflowError, RecursionError) as exc:  # the models' own validators can raise
+    except (LookupError, TypeError, ValueError, OverflowError, RecursionError) as exc:  # the models' own validators can raise
         return "(resource)", f"cannot be validated ({type(exc).__name__}: {str(exc)[:120]})"
     return None
 
