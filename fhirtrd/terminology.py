@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from fhirtrd.domain.definitions import METHOD_PARAMS, TEXT_PARAMS
+from fhirtrd.domain.definitions import LIST_PARAMS, METHOD_PARAMS, TEXT_PARAMS
 from fhirtrd.domain.rules import Band, Definition, Drug, Instrument, Rules
 from fhirtrd.errors import TerminologyError
 
@@ -417,6 +417,9 @@ def _definitions(dirs: Sequence[Path]) -> tuple[Definition, ...]:
             if name in TEXT_PARAMS:
                 allowed = TEXT_PARAMS[name]
                 params[name] = raw if allowed is None else _concept(where, raw, allowed, name)
+                if name in LIST_PARAMS:
+                    for part in raw.split("/"):
+                        _num(where, {name: part}, name, low=0)
             else:
                 params[name] = _num(where, {name: raw}, name, low=0) or 0.0
         out.append(Definition(r["id"], method, params, r["source"]))

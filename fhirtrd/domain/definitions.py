@@ -28,12 +28,13 @@ METHOD_PARAMS: dict[str, frozenset[str]] = {
     "distinct": frozenset({"min_days", "min_count"}),
     "lines": frozenset({"min_adequate_days", "max_gap_days", "window_days", "augmentation", "min_lines"}),
     "failures": frozenset({"min_days", "max_improvement", "inferred", "exclude_bipolar", "augmentation",
-                           "distinct_classes", "min_failures", "stage_max"}),
+                           "distinct_classes", "min_failures", "stage_weeks", "chronic_weeks"}),
     "score": frozenset({"min_days", "failure_points", "optimisation_points", "augmentation_points",
                         "ect_points", "min_score"}),
 }
 TEXT_PARAMS = {"unit": frozenset({"issues", "trials"}), "anchor": frozenset({"first-mdd"}),
-               "from_class": None}
+               "from_class": None, "stage_weeks": None}
+LIST_PARAMS = frozenset({"stage_weeks"})  # text params that are "/"-separated numbers
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,7 +276,7 @@ def known(t: Trial, record: PatientRecord) -> date:
 
 def _failures(d: Definition, a: Assessment, rules: Rules, record: PatientRecord) -> DefinitionResult:
     if d.num("exclude_bipolar", 0) and "misdiagnosis-bipolar" in a.pseudo_resistance:
-        return DefinitionResult(d.id, False, None, None if d.num("stage_max") is None else 0.0)
+        return DefinitionResult(d.id, False, None, None if d.text("stage_weeks") is None else 0.0)
     min_days = d.num("min_days", 0) or 0
     limit = d.num("max_improvement", 0.0) or 0.0
     inferred = bool(d.num("inferred", 0))
@@ -292,12 +293,31 @@ def _failures(d: Definition, a: Assessment, rules: Rules, record: PatientRecord)
             keys.append(key)
             counted.append(t)
     need = int(d.num("min_failures", 1) or 1)
-    stage_max = d.num("stage_max")
-    value = None if stage_max is None else float(min(max(len(counted) - 1, 0), int(stage_max)))
+    value = None if d.text("stage_weeks") is None else 0.0
+    if value is not None and len(counted) >= need:
+        value = resistance_stage(d, failed)
     if len(counted) >= need:
         refs = sorted({r for t in counted for r in t.evidence})
         return DefinitionResult(d.id, True, known(counted[need - 1], record), value, tuple(refs))
     return DefinitionResult(d.id, False, None, value)
+
+
+def resistance_stage(d: Definition, failed: list[Trial]) -> float:
+    """ESM stage by the duration of resistance: the weeks of all failed adequate trials, added up.
+
+    `stage_weeks` holds the lower bound of each stage ("12/18/24/30/36": TRD1 12–16 weeks … TRD5
+    36 weeks–1 year, Souery 1999); the highest stage reached is the value, at least 1 once the
+    definition is met. `chronic_weeks` (52) and more is chronic resistant depression, value
+    len(bounds) + 1, when an augmentation trial is among the failures (Souery 1999: CRD includes
+    augmentation).
+    """
+    bounds = [float(w) for w in (d.text("stage_weeks") or "").split("/") if w]
+    weeks = sum((t.end - t.start).days + 1 for t in failed) / 7
+    stage = max([1] + [i + 1 for i, low in enumerate(bounds) if weeks >= low])
+    chronic = d.num("chronic_weeks")
+    if chronic is not None and weeks >= chronic and any(t.kind == "augmentation" for t in failed):
+        return float(len(bounds) + 1)
+    return float(stage)
 
 
 def _score(d: Definition, trials: tuple[Trial, ...], rules: Rules, record: PatientRecord) -> DefinitionResult:

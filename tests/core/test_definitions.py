@@ -205,6 +205,22 @@ def test_esm_needs_two_classes(terminology: Terminology) -> None:
     assert not d["esm"].met and d["esm"].value == 0
 
 
+def test_esm_stage_follows_the_duration_of_resistance(terminology: Terminology) -> None:
+    """Souery 1999: TRD1 12-16 weeks … TRD4 30-40 weeks of failed adequate treatment (lower bounds 12/18/24/30/36)."""
+    rs = [*scored(SERTRALINE, "2023-01-01", 70, 100, 20, 18), *scored(VENLAFAXINE, "2023-04-01", 70, 150, 20, 18),
+          *scored(BUPROPION, "2023-07-01", 70, 300, 20, 18)]
+    d = defs(terminology, rs)
+    assert d["esm"].met and d["esm"].value == 4  # 3 × 10 weeks = 30 weeks: TRD4
+
+
+def test_esm_week_bounds_come_from_the_table(terminology: Terminology, tmp_path: Path) -> None:
+    rows = (Path(__file__).resolve().parents[2] / "mappings" / "definitions.csv").read_text(encoding="utf-8")
+    (tmp_path / "definitions.csv").write_text(rows.replace("stage_weeks=12/18/24/30/36", "stage_weeks=12/x"),
+                                              encoding="utf-8")
+    with pytest.raises(TerminologyError, match="definitions.csv"):
+        load_terminology([tmp_path])
+
+
 # --- MGH staging ----------------------------------------------------------------------------------
 
 
