@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Any
 
 from fhirtrd.domain.model import PatientResult
 
@@ -70,25 +70,50 @@ class Summary:
         return agreement(self.ratings[key], self.ratings[other])
 
 
+# One patient: fhirtrd's `treatment_resistant` and the (definition id, met) pairs of each MDD assessment.
+PatientRatings = list[tuple[bool, list[tuple[str, bool]]]]
+
+
 def summarise(results: Iterable[PatientResult]) -> Summary:
+    """The summary of classified patients (the CLI's `--format summary`)."""
+    return _summarise([(a.treatment_resistant, [(d.id, d.met) for d in a.definitions])
+                       for a in r.assessments if a.disorder == "mdd"] for r in results)
+
+
+def summarise_contract(results: Iterable[dict[str, Any]]) -> Summary:
+    """The same summary from results in the JSON contract (a population run's `results.ndjson`)."""
+    return _summarise([(bool(a.get("treatment_resistant")), [(d["id"], bool(d["met"])) for d in a.get("definitions", [])])
+                       for a in r.get("assessments", []) if a.get("disorder") == "mdd"] for r in results)
+
+
+def _summarise(patients: Iterable[PatientRatings]) -> Summary:
     ids: list[str] = []
     ratings: dict[str, list[bool]] = {FHIRTRD: []}
-    patients = 0
-    for r in results:
-        patients += 1
-        for a in r.assessments:
-            if a.disorder != "mdd":
-                continue
-            ratings[FHIRTRD].append(a.treatment_resistant)
-            for d in a.definitions:
-                if d.id not in ratings:
-                    ids.append(d.id)
-                    ratings[d.id] = [False] * (len(ratings[FHIRTRD]) - 1)
-                ratings[d.id].append(d.met)
+    count = 0
+    for assessments in patients:
+        count += 1
+        for resistant, definitions in assessments:
+            ratings[FHIRTRD].append(resistant)
+            for key, met in definitions:
+                if key not in ratings:
+                    ids.append(key)
+                    ratings[key] = [False] * (len(ratings[FHIRTRD]) - 1)
+                ratings[key].append(met)
             for key in ratings:
                 if len(ratings[key]) < len(ratings[FHIRTRD]):
                     ratings[key].append(False)
-    return Summary((FHIRTRD, *ids), ratings, patients)
+    return Summary((FHIRTRD, *ids), ratings, count)
+
+
+def as_json(summary: Summary) -> dict[str, Any]:
+    """Prevalence and agreement with fhirtrd per definition, for a machine-readable summary."""
+    out: dict[str, Any] = {"mdd_assessments": summary.n}
+    for key in summary.ids:
+        g = summary.versus(key)
+        out[key] = {"met": summary.positive(key), "prevalence": summary.prevalence(key),
+                    "both": g.both, "only_this": g.first_only, "only_fhirtrd": g.second_only,
+                    "neither": g.neither, "kappa_vs_fhirtrd": g.kappa}
+    return out
 
 
 def _k(value: float | None) -> str:

@@ -285,5 +285,15 @@ def run_local(paths: Sequence[Path | str], out: Path, settings: Settings, *, wor
     shutil.rmtree(work, ignore_errors=True)
     seconds["merge"] = round(time.perf_counter() - began, 3)
     result = PopulationRun(outcome, read, lines, skipped, buckets, workers, seconds)
-    (out / "summary.json").write_bytes(orjson.dumps(result.summary(settings.as_of), option=orjson.OPT_INDENT_2))
+    (out / "summary.json").write_bytes(orjson.dumps({**result.summary(settings.as_of),
+                                                     "definitions": definitions_summary(out / "results.ndjson")},
+                                                    option=orjson.OPT_INDENT_2))
     return result
+
+
+def definitions_summary(results: Path) -> dict[str, Any]:
+    """Prevalence of each published TRD definition and its agreement with fhirtrd (`--format summary`)."""
+    from fhirtrd.summary import as_json, summarise_contract
+
+    with results.open("rb") as fh:
+        return as_json(summarise_contract(orjson.loads(line) for line in fh if line.strip()))

@@ -21,7 +21,15 @@ import orjson
 
 from fhirtrd.fhir.reader import ReadReport
 from fhirtrd.population.buckets import MEDICATIONS, Chunk, Splitter, decode, plan_chunks
-from fhirtrd.population.engine import CHUNK_BYTES, Outcome, PopulationRun, Settings, _load, classify_entries
+from fhirtrd.population.engine import (
+    CHUNK_BYTES,
+    Outcome,
+    PopulationRun,
+    Settings,
+    _load,
+    classify_entries,
+    definitions_summary,
+)
 
 REPORT = "report"
 SPLIT_SCHEMA = "chunk long, seq long, bucket string, data binary"
@@ -144,7 +152,8 @@ def run_spark(paths: Sequence[Path | str], out: Path, settings: Settings, spark:
     done = PopulationRun(outcome, read, lines, skipped, buckets, 0,
                          {"spark": round(time.perf_counter() - began, 3)})
     (out / "summary.json").write_bytes(orjson.dumps({**done.summary(settings.as_of), "engine": "spark",
-                                                     "input_warnings": input_warnings},
+                                                     "input_warnings": input_warnings,
+                                                     "definitions": definitions_summary(out / "results.ndjson")},
                                                     option=orjson.OPT_INDENT_2))
     return done
 

@@ -34,3 +34,15 @@ def test_the_documented_command_writes_the_documented_outputs(tmp_path: Path) ->
     assert [r["patient"] for r in results] == sorted(r["patient"] for r in results)
     assert {p.name for p in (out / "fhir").iterdir()} >= {"Observation.ndjson", "Flag.ndjson", "Device.ndjson",
                                                           "Provenance.ndjson", "RiskAssessment.ndjson"}
+    # The published TRD definitions are summarised as `fhirtrd classify … --format summary` does.
+    from datetime import date
+
+    from fhirtrd.service import classify_paths
+    from fhirtrd.summary import as_json, summarise
+    from fhirtrd.terminology import load_terminology
+
+    as_of = date.fromisoformat(summary["as_of"])
+    classified = list(classify_paths([REPO_ROOT / "samples"], load_terminology(), as_of))
+    assert summary["definitions"] == as_json(summarise(classified))
+    assert summary["definitions"]["fhirtrd"]["met"] == sum(
+        a["treatment_resistant"] for r in results for a in r["assessments"] if a["disorder"] == "mdd")
