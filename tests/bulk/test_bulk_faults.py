@@ -93,7 +93,7 @@ def test_a_refused_type_filter_is_dropped_and_said_so(tmp_path: Path) -> None:
     first, second = responses.calls[0].request.url, responses.calls[1].request.url
     assert "_typeFilter" in str(first) and "_typeFilter" not in str(second)
     assert "_since=2026-01-01" in str(second) and "_type=" in str(second)
-    assert "Encounter" not in str(second) and "MedicationRequest" in str(second)
+    assert "Immunization" not in str(second) and "MedicationRequest" in str(second) and "Encounter" in str(second)
 
 
 @responses.activate

@@ -58,10 +58,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FhirServer]:
     srv = start_sekmet(tmp_path_factory.mktemp("sekmet-bulk"))
     resources = [r for n, p in enumerate(sorted(SAMPLES.glob("*.json")))
                  for r in _sample_resources(p, n)]
-    # What a hospital also holds: an Encounter and a heart rate, which the classifier never reads.
-    resources += [{"resourceType": "Encounter", "id": "enc-1", "status": "finished",
-                   "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
-                   "subject": {"reference": "Patient/p-stage2"}},
+    # What a hospital also holds: an immunization and a heart rate, which the classifier never reads.
+    resources += [{"resourceType": "Immunization", "id": "imm-1", "status": "completed",
+                   "vaccineCode": {"coding": [{"system": "http://hl7.org/fhir/sid/cvx", "code": "140"}]},
+                   "patient": {"reference": "Patient/p-stage2"}, "occurrenceDateTime": "2024-05-01"},
                   {"resourceType": "Observation", "id": "hr-1", "status": "final", "code": HEART_RATE,
                    "subject": {"reference": "Patient/p-stage2"}, "effectiveDateTime": "2024-05-01",
                    "valueQuantity": {"value": 72, "unit": "/min"}}]
@@ -94,7 +94,7 @@ def test_export_then_population_gives_the_assessments_of_the_sample_files(server
     export = tmp_path / "export"
 
     assert report["type_filter"] == "applied by the server" and report["job_deleted"]
-    assert not list(export.glob("Encounter.*"))  # _type: only what the classifier reads
+    assert not list(export.glob("Immunization.*"))  # _type: only what the classifier reads
     codes = {c["code"] for o in _lines(export, "Observation") for c in o["code"]["coding"]}
     assert "8867-4" not in codes and codes  # _typeFilter: only the Observation codes in mappings/
     assert {p["id"] for p in _lines(export, "Patient")} >= {"p-stage2", "p-trsad"}
