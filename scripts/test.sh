@@ -11,6 +11,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]"
 bash .ci/sekmet.sh >/dev/null
+bash .ci/healthchain.sh >/dev/null
 bash .ci/smart-browser.sh >/dev/null
 bash .ci/hapi.sh >/dev/null
 bash .ci/spark.sh >/dev/null

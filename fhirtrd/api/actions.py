@@ -14,6 +14,8 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
+from fhirtrd.server.plan import PatientPlan
+
 RECORDED_TYPES = ("Flag", "Observation")
 
 
@@ -58,10 +60,35 @@ def record_actions(bundle: Mapping[str, Any], disorder_of: Any) -> dict[str, lis
         disorder = disorder_of(resource)
         if disorder is None:
             continue
-        code = resource.get("code") or {}
-        label = code.get("text") or next(
-            (c.get("display") for c in code.get("coding") or [] if c.get("display")), resource["resourceType"])
         by_disorder.setdefault(disorder, []).append(
-            {"type": "create", "description": f"Create {resource['resourceType']}: {label}",
+            {"type": "create", "description": f"Create {resource['resourceType']}: {_label(resource)}",
              "resource": applicable(resource, by_full_url)})
     return by_disorder
+
+
+def _label(resource: Mapping[str, Any]) -> str:
+    code = resource.get("code") or {}
+    return str(code.get("text") or next(
+        (c.get("display") for c in code.get("coding") or [] if c.get("display")), resource["resourceType"]))
+
+
+def plan_actions(plan: PatientPlan, bundle: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The sync's plan as CDS actions: `create` for an absent output, `update` (with the server id
+    read) for a changed one or a Flag that no longer applies, none for an unchanged one."""
+    entries = [e for e in bundle.get("entry") or [] if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
+    by_full_url = {str(e["fullUrl"]): e["resource"] for e in entries if isinstance(e.get("fullUrl"), str)}
+    out: list[dict[str, Any]] = []
+    for action in plan.writes:
+        assert action.resource is not None
+        resource = applicable(action.resource, by_full_url)
+        meta = resource.get("meta")
+        if isinstance(meta, dict):  # the server's bookkeeping of the version read is not ours to send
+            meta.pop("versionId", None)
+            meta.pop("lastUpdated", None)
+        verb = "create" if action.existing_id is None else "update"
+        if action.existing_id is not None:
+            resource["id"] = action.existing_id
+        what = "Make inactive" if action.kind == "deactivate" else verb.capitalize()
+        out.append({"type": verb, "description": f"{what} {action.resource_type}: {_label(resource)}",
+                    "resource": resource})
+    return out

@@ -20,9 +20,10 @@ from fhirtrd.api.cors import enable_cors
 from fhirtrd.api.errors import HttpError, cds_error, operation_outcome
 from fhirtrd.api.feedback import FeedbackStore
 from fhirtrd.api.http import CDS_PREFIX, FHIR_JSON, Service, json_response
-from fhirtrd.api.prefetch import prefetch_templates
+from fhirtrd.api.prefetch import output_templates, prefetch_templates
 from fhirtrd.api.routes import blp as rest_blp
 from fhirtrd.fhir.outbound import OutputSettings
+from fhirtrd.server.fetch import output_tag_param
 from fhirtrd.terminology import load_terminology
 
 log = logging.getLogger("fhirtrd.api")
@@ -60,13 +61,17 @@ def create_app(
             "servers": [{"url": settings.public_url}],
         },
     )
+    output_settings = OutputSettings(canonical_base=settings.canonical_base)
+    templates = prefetch_templates(terminology)
+    if settings.system_actions:  # the plan needs the outputs already in the EHR
+        templates.update(output_templates(output_tag_param(output_settings.codesystem)))
     app.extensions["fhirtrd"] = Service(
         settings=settings,
         terminology=terminology,
         session=http,
         auth=Authenticator(settings, JwtVerifier(settings, http)),
-        templates=prefetch_templates(terminology),
-        output_settings=OutputSettings(canonical_base=settings.canonical_base),
+        templates=templates,
+        output_settings=output_settings,
         feedback=FeedbackStore(settings.feedback_path),
     )
     api = _Api(app)

@@ -5,23 +5,26 @@ from __future__ import annotations
 import copy
 import logging
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 from flask import Response, request
 from flask_smorest import Blueprint
 
-from fhirtrd.api.actions import record_actions
+from fhirtrd.api.actions import RECORDED_TYPES, plan_actions, record_actions
 from fhirtrd.api.body import JSON_TYPES, read_json
 from fhirtrd.api.cards import DraftOrder, order_cards, patient_view_cards
 from fhirtrd.api.docs import CDS_RESPONSE, DISCOVERY, FEEDBACK, RECORDED, body, cds_request, errors
-from fhirtrd.api.errors import BadRequest
+from fhirtrd.api.errors import BadRequest, PreconditionFailed
 from fhirtrd.api.fhirfetch import FhirFetcher
 from fhirtrd.api.http import Service, is_fhir_id, json_response, service, transaction_of
 from fhirtrd.api.prefetch import check_patient, gather
 from fhirtrd.fhir.codesystem import codes_in_group
 from fhirtrd.fhir.inbound import Adapter, RecordBuilder
+from fhirtrd.fhir.outbound import build_transaction, is_fhirtrd_output, plan_flag_deactivations
 from fhirtrd.schemas import dump_result
+from fhirtrd.server.errors import OutputConflict
+from fhirtrd.server.plan import Conventions, plan_patient
 from fhirtrd.service import classify_resources
 
 log = logging.getLogger("fhirtrd.api.cds")
@@ -206,6 +209,8 @@ def call_service(service_id: str) -> Response:
             if isinstance(e, dict) and isinstance(e.get("resource"), dict)}
         resources = [r for r in resources
                      if not (r.get("resourceType") == "MedicationRequest" and r.get("id") in draft_ids)]
+    existing = [r for r in resources if is_fhirtrd_output(r)]  # fhirtrd's outputs already in the EHR
+    resources = [r for r in resources if not is_fhirtrd_output(r)]
     results = classify_resources(resources, svc.terminology, as_of, source="prefetch")
     mine = next((dump_result(r) for r in results if r.patient == f"Patient/{pid}"), None)
     call_id = body["hookInstance"]
@@ -222,10 +227,10 @@ def call_service(service_id: str) -> Response:
 
             response["cards"] = patient_view_cards(
                 mine, source=_source(svc), call_id=call_id, actions=actions, kinds=kinds)
-            if settings.system_actions and built:
-                system = [a for d in sorted(built[0]) for a in built[0][d]]
-                if system:
-                    response["systemActions"] = system
+        if settings.system_actions:
+            system = _system_actions(svc, pid, mine, existing, as_of)
+            if system:
+                response["systemActions"] = system
     else:
         medications = [r for r in resources if r.get("resourceType") == "Medication"]
         drafts = _draft_orders(svc, orders, medications, pid, as_of)
@@ -279,6 +284,28 @@ def _override_reasons(svc: Service) -> list[dict[str, str]]:
 def _record_actions(svc: Service, result: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     """Create actions for the Flag/Observation outputs of each disorder, applicable by an EHR."""
     return record_actions(transaction_of(svc, [result]), _disorder_of)
+
+
+def _system_actions(svc: Service, patient_id: str, result: dict[str, Any] | None,
+                    existing: list[dict[str, Any]], as_of: date) -> list[dict[str, Any]]:
+    """The sync's plan (fhirtrd.server.plan) against the outputs the EHR holds, as CDS actions."""
+    reference = f"Patient/{patient_id}"
+    contract = result if result is not None else {
+        "patient": reference, "as_of": as_of.isoformat(), "assessments": [], "warnings": []}
+    issued = datetime.now(UTC)
+    desired = build_transaction(contract, svc.output_settings, issued=issued)
+    current = [r for r in existing if r.get("resourceType") in RECORDED_TYPES]
+    flags = [r for r in current if r.get("resourceType") == "Flag"]
+    deactivated = plan_flag_deactivations(flags, desired, issued)
+    skip = frozenset(str(e["resource"].get("resourceType")) for e in desired.get("entry") or []
+                     if isinstance(e, dict) and isinstance(e.get("resource"), dict)) - set(RECORDED_TYPES)
+    conventions = Conventions(svc.output_settings.identifier_system,
+                              svc.output_settings.content_hash_system)
+    try:
+        plan = plan_patient(patient_id, desired, current, deactivated, conventions, skip)
+    except OutputConflict as exc:
+        raise PreconditionFailed(f"{exc}; no systemActions are returned until it is resolved") from exc
+    return plan_actions(plan, desired)
 
 
 def _disorder_of(resource: dict[str, Any]) -> str | None:

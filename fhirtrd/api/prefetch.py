@@ -42,6 +42,15 @@ def prefetch_templates(terminology: Terminology) -> dict[str, str]:
     }
 
 
+#: the fhirtrd outputs a patient-view with systemActions reads back (fhirtrd.api.actions.RECORDED_TYPES)
+OUTPUT_KEYS = {"fhirtrdObservations": "Observation", "fhirtrdFlags": "Flag"}
+
+
+def output_templates(tag: str) -> dict[str, str]:
+    """Templates reading fhirtrd's own current outputs of the patient by their `_tag` (system|code)."""
+    return {key: f"{rtype}?patient={{{{context.patientId}}}}&_tag={tag}" for key, rtype in OUTPUT_KEYS.items()}
+
+
 def render(template: str, context: Mapping[str, Any]) -> str:
     """A template with its {{context.x}} tokens filled from primitive context fields."""
 

@@ -371,6 +371,8 @@ class FhirClient:
 def bundle_resources(bundle: Mapping[str, Any], include_included: bool = True) -> Iterator[dict[str, Any]]:
     """The resources in a search Bundle, skipping search.mode=outcome entries."""
     for entry in bundle.get("entry") or []:
+        if not isinstance(entry, dict):
+            continue  # a malformed entry is skipped, not a crash
         resource = entry.get("resource")
         mode = (entry.get("search") or {}).get("mode", "match")
         if not isinstance(resource, dict) or mode == "outcome":

@@ -134,6 +134,10 @@ def prefetch_for(templates: dict[str, str], resources: list[dict[str, Any]]) -> 
         if "?" not in template:
             matches = by_type.get(rtype, [])
             out[key] = matches[0] if matches else None
+        elif "_tag=" in template:  # fhirtrd's own outputs, by tag
+            system, code = template.split("_tag=", 1)[1].split("|", 1)
+            out[key] = searchset([r for r in by_type.get(rtype, []) if any(
+                t.get("system") == system and t.get("code") == code for t in (r.get("meta") or {}).get("tag", []))])
         elif rtype == "Observation":
             codes = template.split("code=", 1)[1]
             wanted = {tuple(c.split("|", 1)) for c in codes.split(",")}
