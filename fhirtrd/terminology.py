@@ -78,6 +78,7 @@ class Terminology:
     indications_prefix: tuple[tuple[str, str, frozenset[str]], ...] = ()
     brands: dict[str, str] = field(default_factory=dict)  # brand name (lower case) → ingredient
     questionnaires: dict[str, tuple[str, int]] = field(default_factory=dict)  # canonical → (instrument, items)
+    devices: dict[tuple[str, str], str] = field(default_factory=dict)  # device type code → procedure concept (cpap)
 
     def indication_concepts(self, system: str, code: str) -> frozenset[str]:
         """Non-depressive indications (neuropathic pain, migraine, insomnia…) of a diagnosis code."""
@@ -281,6 +282,9 @@ def load_terminology(extra_dirs: Sequence[Path | str] = ()) -> Terminology:
     procedures = {k: _concept(where, r["concept"], PROCEDURE_CONCEPTS, "procedure concept")
                   for k, (where, r) in _keyed(dirs, "procedures.csv", ["system", "code", "concept", "source"],
                                               lambda r: (r["system"], r["code"])).items()}
+    devices = {k: _concept(where, r["concept"], PROCEDURE_CONCEPTS, "device concept")
+               for k, (where, r) in _keyed(dirs, "devices.csv", ["system", "code", "concept", "source"],
+                                           lambda r: (r["system"], r["code"])).items()}
     laterality = {k: _concept(where, r["laterality"], LATERALITIES, "laterality")
                   for k, (where, r) in _keyed(dirs, "laterality.csv", ["system", "code", "laterality", "source"],
                                               lambda r: (r["system"], r["code"])).items()}
@@ -352,7 +356,7 @@ def load_terminology(extra_dirs: Sequence[Path | str] = ()) -> Terminology:
                        stop_words=stop_words, units=units, dose_units=dose_units,
                        timing_codes=timing_codes, answer_scores=answer_scores, name_pattern=pattern,
                        indications_exact=indications_exact, indications_prefix=tuple(indication_prefixes),
-                       brands=brands, questionnaires=questionnaires)
+                       brands=brands, questionnaires=questionnaires, devices=devices)
 
 
 REQUIRED_THRESHOLDS = (

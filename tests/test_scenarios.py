@@ -99,8 +99,6 @@ def compare(name: str, expected: dict[str, Any], results: list[dict[str, Any]]) 
 # names, liquids, CPT/CPAP/remission codes, intolerance words and codes). They are strict expected
 # failures: the day the adapter side is merged and one passes, this list must shrink.
 NEEDS_INBOUND_V2 = frozenset({
-    "v2-mdd-osa-with-cpap-devicerequest-no-osa-finding",
-    "v2-mdd-osa-with-cpap-deviceusestatement-no-osa-finding",
     "v2-mdd-phq9-panel-with-items-only-summed",
     "v2-mdd-sertraline-oral-solution-5-ml-is-100-mg",
 })
