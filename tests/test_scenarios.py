@@ -99,7 +99,6 @@ def compare(name: str, expected: dict[str, Any], results: list[dict[str, Any]]) 
 # names, liquids, CPT/CPAP/remission codes, intolerance words and codes). They are strict expected
 # failures: the day the adapter side is merged and one passes, this list must shrink.
 NEEDS_INBOUND_V2 = frozenset({
-    "v2-mdd-phq9-panel-with-items-only-summed",
     "v2-mdd-sertraline-oral-solution-5-ml-is-100-mg",
 })
 CASES = [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="needs the v2 inbound adapter (h/inbound)"))

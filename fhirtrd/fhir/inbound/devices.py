@@ -23,7 +23,7 @@ class DevicesMixin(AdapterBase):
     def device_concept(self, concept: Any, element: str) -> str | None:
         """The concept (cpap) of a device type CodeableConcept, from mappings/devices.csv."""
         for c in _codings(concept, element):
-            hit = self.t.devices.get((c["system"], c["code"]))
+            hit = self.t.devices.get((c.get("system"), c.get("code")))  # type: ignore[arg-type]
             if hit:
                 return hit
         return None
