@@ -320,8 +320,8 @@ def load_terminology(extra_dirs: Sequence[Path | str] = ()) -> Terminology:
                   for k, (where, r) in _keyed(dirs, "dose_units.csv", ["unit", "kind", "factor", "source"],
                                               lambda r: r["unit"]).items()}
     for unit, (kind, _) in dose_units.items():
-        if kind not in ("mass", "unit"):
-            raise TerminologyError(f"dose_units.csv: {unit}: kind must be mass or unit", path="dose_units.csv")
+        if kind not in ("mass", "unit", "volume"):
+            raise TerminologyError(f"dose_units.csv: {unit}: kind must be mass, unit or volume", path="dose_units.csv")
     timing_codes = {k: _num(where, r, "per_day", low=0.001) or 0.0
                     for k, (where, r) in _keyed(dirs, "timing_codes.csv", ["system", "code", "per_day", "source"],
                                                 lambda r: (r["system"], r["code"])).items()}
