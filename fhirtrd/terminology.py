@@ -57,6 +57,14 @@ class ObservationCode:
 
 
 @dataclass(frozen=True)
+class Panel:
+    """A questionnaire panel Observation (PHQ-9 44249-1): its instrument and its scored item codes (max score each)."""
+
+    instrument: str
+    items: dict[tuple[str, str], float]
+
+
+@dataclass(frozen=True)
 class Terminology:
     """All lookups of the inbound adapter plus the classifier's `rules`."""
 
@@ -78,6 +86,8 @@ class Terminology:
     indications_prefix: tuple[tuple[str, str, frozenset[str]], ...] = ()
     brands: dict[str, str] = field(default_factory=dict)  # brand name (lower case) → ingredient
     questionnaires: dict[str, tuple[str, int]] = field(default_factory=dict)  # canonical → (instrument, items)
+    devices: dict[tuple[str, str], str] = field(default_factory=dict)  # device type code → procedure concept (cpap)
+    panels: dict[tuple[str, str], Panel] = field(default_factory=dict)  # panel Observation code → its scored items
 
     def indication_concepts(self, system: str, code: str) -> frozenset[str]:
         """Non-depressive indications (neuropathic pain, migraine, insomnia…) of a diagnosis code."""
@@ -281,6 +291,18 @@ def load_terminology(extra_dirs: Sequence[Path | str] = ()) -> Terminology:
     procedures = {k: _concept(where, r["concept"], PROCEDURE_CONCEPTS, "procedure concept")
                   for k, (where, r) in _keyed(dirs, "procedures.csv", ["system", "code", "concept", "source"],
                                               lambda r: (r["system"], r["code"])).items()}
+    panels: dict[tuple[str, str], Panel] = {}
+    for (system, code, item), (where, r) in _keyed(
+            dirs, "panels.csv", ["panel_system", "panel_code", "instrument", "item_code", "item_max", "source"],
+            lambda r: (r["panel_system"], r["panel_code"], r["item_code"])).items():
+        panel = panels.setdefault((system, code), Panel(_concept(where, r["instrument"], frozenset(instruments),
+                                                                  "panel instrument"), {}))
+        if panel.instrument != r["instrument"]:
+            raise TerminologyError(f"{where}: panel {code} is already {panel.instrument}", path=where)
+        panel.items[(system, item)] = _num(where, r, "item_max", low=0) or 0.0
+    devices = {k: _concept(where, r["concept"], PROCEDURE_CONCEPTS, "device concept")
+               for k, (where, r) in _keyed(dirs, "devices.csv", ["system", "code", "concept", "source"],
+                                           lambda r: (r["system"], r["code"])).items()}
     laterality = {k: _concept(where, r["laterality"], LATERALITIES, "laterality")
                   for k, (where, r) in _keyed(dirs, "laterality.csv", ["system", "code", "laterality", "source"],
                                               lambda r: (r["system"], r["code"])).items()}
@@ -298,8 +320,8 @@ def load_terminology(extra_dirs: Sequence[Path | str] = ()) -> Terminology:
                   for k, (where, r) in _keyed(dirs, "dose_units.csv", ["unit", "kind", "factor", "source"],
                                               lambda r: r["unit"]).items()}
     for unit, (kind, _) in dose_units.items():
-        if kind not in ("mass", "unit"):
-            raise TerminologyError(f"dose_units.csv: {unit}: kind must be mass or unit", path="dose_units.csv")
+        if kind not in ("mass", "unit", "volume"):
+            raise TerminologyError(f"dose_units.csv: {unit}: kind must be mass, unit or volume", path="dose_units.csv")
     timing_codes = {k: _num(where, r, "per_day", low=0.001) or 0.0
                     for k, (where, r) in _keyed(dirs, "timing_codes.csv", ["system", "code", "per_day", "source"],
                                                 lambda r: (r["system"], r["code"])).items()}
@@ -352,7 +374,8 @@ def load_terminology(extra_dirs: Sequence[Path | str] = ()) -> Terminology:
                        stop_words=stop_words, units=units, dose_units=dose_units,
                        timing_codes=timing_codes, answer_scores=answer_scores, name_pattern=pattern,
                        indications_exact=indications_exact, indications_prefix=tuple(indication_prefixes),
-                       brands=brands, questionnaires=questionnaires)
+                       brands=brands, questionnaires=questionnaires, devices=devices,
+                       panels=panels)
 
 
 REQUIRED_THRESHOLDS = (

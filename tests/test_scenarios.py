@@ -98,12 +98,7 @@ def compare(name: str, expected: dict[str, Any], results: list[dict[str, Any]]) 
 # and Device resources, score statuses and timestamps, order reasons, bedtime flags, stop dates, brand
 # names, liquids, CPT/CPAP/remission codes, intolerance words and codes). They are strict expected
 # failures: the day the adapter side is merged and one passes, this list must shrink.
-NEEDS_INBOUND_V2 = frozenset({
-    "v2-mdd-osa-with-cpap-devicerequest-no-osa-finding",
-    "v2-mdd-osa-with-cpap-deviceusestatement-no-osa-finding",
-    "v2-mdd-phq9-panel-with-items-only-summed",
-    "v2-mdd-sertraline-oral-solution-5-ml-is-100-mg",
-})
+NEEDS_INBOUND_V2: frozenset[str] = frozenset()  # empty since CPAP devices, PHQ-9 panels and liquids
 CASES = [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="needs the v2 inbound adapter (h/inbound)"))
          if n in NEEDS_INBOUND_V2 else n for n in NAMES]
 

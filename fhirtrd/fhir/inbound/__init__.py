@@ -14,7 +14,7 @@ Why this package is careful:
 - Dates keep the calendar date as written (no time-zone shift); partial dates ("2024-05") take the
   first day of the period for a start and the last day for an end.
 
-One module per resource family (conditions, observations, procedures, medications, intolerance);
+One module per resource family (conditions, observations, procedures, devices, medications, intolerance);
 `Adapter` joins them behind one dispatch table.
 """
 

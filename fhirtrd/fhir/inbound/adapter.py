@@ -12,6 +12,7 @@ from fhirtrd.fhir import elements
 
 from fhirtrd.fhir.inbound.common import RecordBuilder
 from fhirtrd.fhir.inbound.conditions import ConditionsMixin
+from fhirtrd.fhir.inbound.devices import DevicesMixin
 from fhirtrd.fhir.inbound.intolerance import IntoleranceMixin
 from fhirtrd.fhir.inbound.observations import ObservationsMixin
 from fhirtrd.fhir.inbound.procedures import ProceduresMixin
@@ -19,7 +20,7 @@ from fhirtrd.fhir.outbound import is_fhirtrd_output
 from fhirtrd.terminology import Terminology
 
 
-class Adapter(ConditionsMixin, ObservationsMixin, ProceduresMixin, IntoleranceMixin):
+class Adapter(ConditionsMixin, ObservationsMixin, ProceduresMixin, IntoleranceMixin, DevicesMixin):
     """Turns resources into facts on per-patient builders; holds the Medication index for references."""
 
     def __init__(self, terminology: Terminology, *, validate: bool = True) -> None:
@@ -30,6 +31,7 @@ class Adapter(ConditionsMixin, ObservationsMixin, ProceduresMixin, IntoleranceMi
             "MedicationStatement": self._medication_use, "MedicationRequest": self._medication_use,
             "MedicationDispense": self._medication_use, "MedicationAdministration": self._medication_use,
             "AllergyIntolerance": self._allergy, "AdverseEvent": self._adverse_event,
+            "Device": self._device, "DeviceRequest": self._device_request, "DeviceUseStatement": self._device_use,
         }
 
     # -- dispatch --------------------------------------------------------------------------------
@@ -72,6 +74,10 @@ class Adapter(ConditionsMixin, ObservationsMixin, ProceduresMixin, IntoleranceMi
         pending, builder.pending = builder.pending, []
         for resource, source in pending:
             self.read(builder, resource, source, partial(self._medication_use, builder, resource, source, {}, final=True))
+        devices, builder.pending_devices = builder.pending_devices, []
+        for resource, source, aliases in devices:
+            step = self._device_use if resource["resourceType"] == "DeviceUseStatement" else self._device_request
+            self.read(builder, resource, source, partial(step, builder, resource, source, aliases, final=True))
         deferred, builder.deferred = builder.deferred, []
         if not builder.needs_scores():
             return

@@ -27,7 +27,8 @@ from fhirtrd.terminology import Terminology
 
 MED_TYPES = frozenset({"MedicationStatement", "MedicationRequest", "MedicationDispense", "MedicationAdministration"})
 RELEVANT = MED_TYPES | {"Patient", "Condition", "Observation", "Procedure", "AllergyIntolerance",
-                        "AdverseEvent", "Medication", "Encounter", "QuestionnaireResponse"}
+                        "AdverseEvent", "Medication", "Encounter", "QuestionnaireResponse", "Device",
+                        "DeviceRequest", "DeviceUseStatement"}
 PERIOD_DAYS = {"s": 1 / 86400, "min": 1 / 1440, "h": 1 / 24, "d": 1.0, "wk": 7.0, "mo": 30.0, "a": 365.0}
 DURATION_DAYS = {"d": 1.0, "day": 1.0, "days": 1.0, "wk": 7.0, "week": 7.0, "weeks": 7.0,
                  "mo": 30.0, "month": 30.0, "months": 30.0, "a": 365.0, "h": 1 / 24}
@@ -213,6 +214,10 @@ class RecordBuilder:
     intolerances: list[IntoleranceFact] = field(default_factory=list)
     warnings: list[DataWarning] = field(default_factory=list)
     pending: list[tuple[dict[str, Any], str]] = field(default_factory=list)
+    # device orders/uses whose Device has not been read yet; active Devices of the patient (ref → concept)
+    pending_devices: list[tuple[dict[str, Any], str, dict[str, str]]] = field(default_factory=list)
+    devices_in_use: dict[str, str] = field(default_factory=dict)
+    used_devices: set[str] = field(default_factory=set)
     # scores and labs wait for validation until the patient turns out to need them (most never do)
     deferred: list[tuple[bytes, str, list[Measurement]]] = field(default_factory=list)
     administrations: dict[tuple[str, date], list[tuple[float | None, str]]] = field(
@@ -267,6 +272,10 @@ class RecordBuilder:
                 ingredient=ingredient, source="administration", start=day, end=day,
                 daily_dose=sum(known) if known else None, ref=doses[0][1]))
         self.administrations.clear()
+        for ref, concept in sorted(self.devices_in_use.items()):
+            if ref not in self.used_devices:  # an active Device of the patient: in use at the as-of date
+                self.procedures.append(ProcedureEvent(concept=concept, when=as_of, ref=ref))
+        self.devices_in_use.clear()
 
         def keep(when: date | None, ref: str, what: str) -> bool:
             if when is not None and when > as_of:

@@ -29,6 +29,9 @@ from fhirtrd.fhir.inbound.common import (
 )
 from fhirtrd.terminology import ATC, Product
 
+#: the strength unit of a liquid product in mappings/medication_products.csv (a dose in mL × this is mg)
+PER_ML = "mg/mL"
+
 
 class MedicationsMixin(AdapterBase):
     """Medication request/statement/administration/dispense → exposures and dispenses."""
@@ -259,8 +262,8 @@ class MedicationsMixin(AdapterBase):
         if daily is None and quantity and resolved.strength:
             unit = _obj(r, "quantity").get("unit") or _obj(r, "quantity").get("code")
             kind = self.t.dose_units.get(unit) if isinstance(unit, str) else ("unit", 1.0)
-            if kind and kind[0] == "unit":
-                daily = quantity * resolved.strength / days
+            if kind and kind[0] == ("volume" if resolved.unit == PER_ML else "unit"):
+                daily = quantity * kind[1] * resolved.strength / days
         daily = self._plausible(b, r, resolved.ingredient, daily, source)
         b.dispenses.append(Dispense(ingredient=resolved.ingredient, handed_over=when, days_supply=max(1, round(days)),
                                     daily_dose=daily, ref=ref))
@@ -292,6 +295,8 @@ class MedicationsMixin(AdapterBase):
             return None
         value, unit = amount
         kind = self.t.dose_units.get(unit or "1")
+        if kind and kind[0] == "volume":
+            return value * kind[1] * per_day  # mL per day: a supply in mL lasts quantity / this
         return value * per_day if kind and kind[0] == "unit" else None
 
     def _amount(self, b: RecordBuilder, r: dict[str, Any], quantity: Any, resolved: Product, element: str,
@@ -310,9 +315,13 @@ class MedicationsMixin(AdapterBase):
             return None
         if kind[0] == "mass":
             return value * kind[1]
-        if resolved.strength is None:
+        liquid = resolved.unit == PER_ML
+        if resolved.strength is None or liquid != (kind[0] == "volume"):
+            if kind[0] == "volume":  # clinical-spec §2 v2: a liquid dose needs the product's strength per mL
+                b.warn(r, f"dose in {unit} but the strength per mL of {resolved.ingredient} is not known; "
+                          "daily dose unknown", element=element, source=source, code="unknown-strength")
             return None
-        return value * kind[1] * resolved.strength
+        return value * kind[1] * resolved.strength  # tablets × mg per tablet, or mL × mg per mL
 
     def _daily_dose(self, b: RecordBuilder, r: dict[str, Any], dosages: Any, resolved: Product, element: str,
                     source: str) -> float | None:

@@ -10,6 +10,7 @@ from fhirtrd.fhir import elements
 from fhirtrd.domain.model import (
     Measurement,
 )
+from fhirtrd.terminology import Panel
 from fhirtrd.fhir.inbound.common import (
     AdapterBase,
     RecordBuilder,
@@ -23,6 +24,8 @@ from fhirtrd.fhir.inbound.common import (
 
 
 VERIFIED = frozenset({"final", "amended", "corrected"})
+#: the element of a hit whose value is the sum of a panel's item components (clinical-spec §3 v2)
+PANEL_ITEMS = "Observation.component"
 
 
 class ObservationsMixin(AdapterBase):
@@ -46,7 +49,32 @@ class ObservationsMixin(AdapterBase):
                     if oc is not None:
                         hits.append((oc.concept, comp, f"Observation.component[{i}].value"))
                         break
+        panel = self._panel(r)
+        if panel is not None and not any(concept == panel.instrument for concept, _, _ in hits):
+            hits.append((panel.instrument, r, PANEL_ITEMS))  # no total component: the sum of the items
         return hits
+
+    def _panel(self, r: dict[str, Any]) -> Panel | None:
+        for c in _codings(r.get("code"), "code"):
+            panel = self.t.panels.get((c.get("system"), c.get("code")))  # type: ignore[arg-type]
+            if panel is not None:
+                return panel
+        return None
+
+    def _panel_sum(self, r: dict[str, Any], panel: Panel) -> tuple[float | None, str]:
+        """The sum of a panel's item components when every item is scored (Kroenke 2001), else why not."""
+        scores: dict[tuple[str, str], float] = {}
+        for i, comp in enumerate(elements.objects(r.get("component"), "component")):
+            for c in _codings(comp.get("code"), f"component[{i}].code"):
+                key = (c.get("system"), c.get("code"))
+                if key in panel.items and key not in scores:
+                    value, _ = _value(comp, self.t.answer_scores)
+                    if value is not None and 0 <= value <= panel.items[key]:
+                        scores[key] = value
+        if len(scores) < len(panel.items):
+            return None, (f"{panel.instrument} panel has no total component and {len(scores)} of "
+                          f"{len(panel.items)} items scored; not used as a score")
+        return sum(scores.values()), ""
 
     def _observation(self, b: RecordBuilder, r: dict[str, Any], source: str, aliases: dict[str, str]) -> None:
         hits = self.observation_hits(r)
@@ -68,7 +96,15 @@ class ObservationsMixin(AdapterBase):
             return
         found: list[Measurement] = []
         for concept, holder, element in hits:
-            value, unit = _value(holder, self.t.answer_scores)
+            panel = self._panel(r) if element == PANEL_ITEMS else None
+            if panel is not None:
+                value, problem = self._panel_sum(r, panel)
+                unit = None
+                if value is None:
+                    b.warn(r, problem, element=element, source=source, code="incomplete-panel")
+                    continue
+            else:
+                value, unit = _value(holder, self.t.answer_scores)
             if value is None:
                 if "dataAbsentReason" not in holder:
                     b.warn(r, f"{concept} observation has no numeric value; not used", element=element, source=source)
