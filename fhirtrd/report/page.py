@@ -12,6 +12,7 @@ from markupsafe import Markup
 from fhirtrd.domain.rules import Rules
 from fhirtrd.report.labels import definition, display
 from fhirtrd.report.timeline import Scale, ScorePoint, timeline_svg
+from fhirtrd.summary import Summary
 
 _ENV: Environment | None = None
 
@@ -58,6 +59,24 @@ def render_page(result: Mapping[str, Any], scores: Sequence[ScorePoint], scales:
         context=context or {})
 
 
-def render_index(rows: Sequence[Mapping[str, Any]], *, css_href: str = "report.css") -> str:
-    """The static report's index: one line per patient and disorder with a link to the page."""
-    return _env().get_template("index.html").render(rows=rows, css_href=css_href)
+def render_index(rows: Sequence[Mapping[str, Any]], heat: Mapping[str, Any] | None = None,
+                 *, css_href: str = "report.css") -> str:
+    """The static report's index: one line per patient and disorder, then the definitions' heat map."""
+    return _env().get_template("index.html").render(rows=rows, heat=heat, css_href=css_href)
+
+
+def heat_map(summary: Summary) -> dict[str, Any]:
+    """`--format summary` as a table for the index: prevalence per definition and Cohen's kappa between
+    every pair, each kappa cell shaded by its value (darker = closer agreement; orange below 0)."""
+    def cell(kappa: float | None) -> dict[str, str]:
+        if kappa is None:
+            return {"text": "-", "style": "background:#eeeeee;color:#333333"}
+        light = round(95 - 55 * min(abs(kappa), 1.0))
+        hue = 210 if kappa >= 0 else 25
+        return {"text": f"{kappa:.2f}", "style": f"background:hsl({hue},65%,{light}%);"
+                                                 f"color:{'#ffffff' if light < 50 else '#111111'}"}
+
+    return {"n": summary.n, "patients": summary.patients, "ids": list(summary.ids),
+            "rows": [{"id": a, "met": summary.positive(a),
+                      "prevalence": "-" if (p := summary.prevalence(a)) is None else f"{100 * p:.1f} %",
+                      "cells": [cell(summary.versus(a, b).kappa) for b in summary.ids]} for a in summary.ids]}

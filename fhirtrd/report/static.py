@@ -7,9 +7,11 @@ from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
 
-from fhirtrd.report.page import css, render_index, render_page, scales_from, scores_of
+from fhirtrd.domain.model import PatientResult
+from fhirtrd.report.page import css, heat_map, render_index, render_page, scales_from, scores_of
 from fhirtrd.schemas import dump_result
 from fhirtrd.service import Run, classify_paths
+from fhirtrd.summary import summarise
 from fhirtrd.terminology import Terminology
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -31,7 +33,9 @@ def write_report(paths: Sequence[Path], out: Path, terminology: Terminology, as_
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     rows: list[dict[str, str]] = []
+    results: list[PatientResult] = []
     for result in classify_paths(paths, terminology, as_of, run=run, progress=progress):
+        results.append(result)
         data = dump_result(result)
         name = page_name(result.patient)
         html = render_page(data, scores_of(run, result.patient, scales), scales)
@@ -44,7 +48,7 @@ def write_report(paths: Sequence[Path], out: Path, terminology: Terminology, as_
                          "tr": ("yes" if a["treatment_resistant"] else "no") if a else "-",
                          "next_step": a["next_step"]["strategy"] if a else "-"})
     _write(out / "report.css", css())
-    _write(out / "index.html", render_index(rows))
+    _write(out / "index.html", render_index(rows, heat_map(summarise(results))))
     return written
 
 

@@ -111,3 +111,16 @@ def test_every_page_has_unique_element_ids_and_its_evidence_links_resolve() -> N
         assert len(ids) == len(set(ids)), page.name
         for target in re.findall(r'href="#([^"]+)"', html):
             assert target in ids, f"{page.name}: link to #{target} goes nowhere"
+
+
+def test_index_shows_the_published_definitions_as_a_heat_map(tmp_path: Path) -> None:
+    """Issue 14: the static report shows `--format summary` as a heat map (kappa cells shaded by value)."""
+    assert run_report(tmp_path, "report", str(ROOT / "samples"), "--out", str(tmp_path / "r"),
+                      "--as-of", "2025-01-15")[0] == 0
+    index = (tmp_path / "r" / "index.html").read_text("utf-8")
+    assert "Published TRD definitions, side by side" in index
+    assert "7 MDD assessment(s) of 8 patient(s)" in index
+    # fhirtrd's label: 1 of 7 (p-stage2); against itself kappa 1.00 in the darkest cell
+    assert '<tr><th scope="row">fhirtrd</th><td>1</td><td>14.3 %</td>' \
+           '<td style="background:hsl(210,65%,40%);color:#ffffff">1.00</td>' in index
+    assert index.count('<th scope="row">') >= 8 + 12  # the patients' lines, then fhirtrd and 11 definitions
