@@ -68,11 +68,14 @@ def patient_view_cards(
     call_id: str,
     actions: Callable[[str], list[dict[str, Any]]] | None = None,
     kinds: dict[str, str] | None = None,
+    link: Callable[[str, str | None], dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """One card per assessment with something to say: stage ≥ I, pseudo-resistance, or bipolar.
 
     `actions(disorder)` gives the create actions that record that disorder's assessment; `kinds`
-    receives each card's kind by uuid (`<disorder>-bipolar|-stage|-pseudo-resistance`).
+    receives each card's kind by uuid (`<disorder>-bipolar|-stage|-pseudo-resistance`);
+    `link(disorder, finding)`, when given, the card's SMART app link (finding: the bipolar or
+    first pseudo-resistance code, None for a stage).
     """
     cards: list[dict[str, Any]] = []
     for a in result.get("assessments", []):
@@ -92,6 +95,9 @@ def patient_view_cards(
         if kinds is not None:
             kinds[card_id] = f"{disorder}-" + (
                 "bipolar" if bipolar else "stage" if rank else "pseudo-resistance")
+        if link is not None:
+            finding = BIPOLAR if bipolar else next(iter(a.get("pseudo_resistance") or []), None)
+            card["links"] = [link(disorder, finding)]
         create = actions(disorder) if actions else []
         if create:
             card["suggestions"] = [

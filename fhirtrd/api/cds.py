@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -25,6 +26,7 @@ from fhirtrd.fhir.outbound import build_transaction, is_fhirtrd_output, plan_fla
 from fhirtrd.schemas import dump_result
 from fhirtrd.server.errors import OutputConflict
 from fhirtrd.server.plan import Conventions, plan_patient
+from fhirtrd.smart.cards import smart_link
 from fhirtrd.service import classify_resources
 
 log = logging.getLogger("fhirtrd.api.cds")
@@ -226,7 +228,8 @@ def call_service(service_id: str) -> Response:
                 return built[0].get(disorder, [])
 
             response["cards"] = patient_view_cards(
-                mine, source=_source(svc), call_id=call_id, actions=actions, kinds=kinds)
+                mine, source=_source(svc), call_id=call_id, actions=actions, kinds=kinds,
+                link=_smart_link(svc))
         if settings.system_actions:
             system = _system_actions(svc, pid, mine, existing, as_of)
             if system:
@@ -284,6 +287,14 @@ def _override_reasons(svc: Service) -> list[dict[str, str]]:
 def _record_actions(svc: Service, result: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     """Create actions for the Flag/Observation outputs of each disorder, applicable by an EHR."""
     return record_actions(transaction_of(svc, [result]), _disorder_of)
+
+
+def _smart_link(svc: Service) -> Callable[[str, str | None], dict[str, Any]] | None:
+    """The SMART app link of patient-view cards (fhirtrd.smart.cards), when the app is configured."""
+    if not svc.settings.smart:
+        return None
+    public_url = svc.settings.public_url
+    return lambda disorder, finding: smart_link(public_url, disorder, finding)
 
 
 def _system_actions(svc: Service, patient_id: str, result: dict[str, Any] | None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 from typing import Any
@@ -82,11 +83,37 @@ def test_nothing_to_say_gives_no_cards(open_app: Any) -> None:
     assert r.json == {"cards": []}
 
 
+def test_cards_link_the_smart_app_when_it_is_configured(make_app: Any) -> None:
+    app = make_app(smart={"client_id": "fhirtrd-app", "issuers": [{"iss": EHR_FHIR}]})
+    [stage] = patient_view(app, two_failed_ssri_trials()).json["cards"]
+    [link] = stage["links"]
+    assert link["type"] == "smart" and link["url"] == SERVICE_URL + "/smart/launch"
+    assert json.loads(link["appContext"]) == {"disorder": "mdd"}  # a stage: the disorder only
+    [bipolar] = patient_view(app, [*two_failed_ssri_trials(), bipolar_condition()]).json["cards"]
+    assert json.loads(bipolar["links"][0]["appContext"]) == {"disorder": "mdd", "finding": "misdiagnosis-bipolar"}
+
+
+def test_no_smart_link_without_the_smart_app(open_app: Any) -> None:
+    [card] = patient_view(open_app, two_failed_ssri_trials()).json["cards"]
+    assert "links" not in card
+
+
 def test_system_actions_only_when_configured(make_app: Any) -> None:
     app = make_app(system_actions=True)
     r = patient_view(app, two_failed_ssri_trials())
     card_actions = r.json["cards"][0]["suggestions"][0]["actions"]
     assert r.json["systemActions"] == card_actions
+
+
+def test_two_outputs_with_one_identifier_in_the_ehr_are_a_412_naming_them(make_app: Any) -> None:
+    app = make_app(system_actions=True)
+    [flag] = [a["resource"] for a in patient_view(app, two_failed_ssri_trials()).json["systemActions"]
+              if a["resource"]["resourceType"] == "Flag"]
+    copies = [{**flag, "id": "flag-a", "subject": {"reference": f"Patient/{PATIENT_ID}"}},
+              {**flag, "id": "flag-b", "subject": {"reference": f"Patient/{PATIENT_ID}"}}]
+    r = patient_view(app, [*two_failed_ssri_trials(), *copies])
+    assert r.status_code == 412
+    assert "Flag/flag-a" in r.text and "Flag/flag-b" in r.text
 
 
 def order_call(app: Any, path: str, hook: str, orders: list[dict[str, Any]],
