@@ -59,3 +59,10 @@ def test_resolved_and_entered_in_error_medications_give_no_such_warning(terminol
     record, warnings = facts(terminology, [patient(), mdd(), order(SERTRALINE),
                                            order(LISINOPRIL, status="entered-in-error")])
     assert len(record.exposures) == 1 and warnings_with(warnings, "unresolved-medication") == []
+
+
+def test_spravato_by_brand_name_is_esketamine(terminology: Terminology) -> None:
+    """clinical-spec §2 v2 brand names: SPRAVATO (openFDA NDC 50458-028) is esketamine, no longer unresolved."""
+    record, warnings = facts(terminology, [patient(), mdd(), statement({"text": "Spravato 56 mg nasal spray"})])
+    assert [e.ingredient for e in record.exposures] == ["esketamine"]
+    assert warnings_with(warnings, "unresolved-medication") == []
