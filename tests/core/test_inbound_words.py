@@ -37,3 +37,13 @@ def test_side_effect_words_make_the_stop_reason_an_adverse_effect(terminology: T
 def test_a_stop_for_another_reason_is_not_an_adverse_effect(terminology: Terminology) -> None:
     record, _ = facts(terminology, [patient(), mdd(), order(status="stopped", reason="patient moved away")])
     assert [e.stop_reason for e in record.exposures] == [None]
+
+
+def test_the_snomed_side_effect_stop_reason_code_is_an_adverse_effect(terminology: Terminology) -> None:
+    """SNOMED CT 182864000 "Drug not taken - side-effects" (HL7 reason-medication-status-codes), code only."""
+    coded = {"coding": [{"system": "http://snomed.info/sct", "code": "182864000"}]}
+    record, _ = facts(terminology, [patient(), mdd(), order(status="stopped", statusReason=coded)])
+    assert [e.stop_reason for e in record.exposures] == ["adverse-effect"]
+    other = {"coding": [{"system": "http://snomed.info/sct", "code": "182865004"}]}  # "inconvenient": not adverse
+    record, _ = facts(terminology, [patient(), mdd(), order(status="stopped", statusReason=other)])
+    assert [e.stop_reason for e in record.exposures] == [None]

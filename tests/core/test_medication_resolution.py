@@ -107,10 +107,14 @@ def test_atc_antidepressant_with_an_unknown_ingredient_is_reported(terminology: 
     assert "N06AX99" in w.message
 
 
-def test_unrelated_drug_is_ignored_silently(terminology: Terminology) -> None:
-    # amoxicillin (RxNorm 723) is not a psychiatric drug: no fact, no warning, no assessment
+def test_unrelated_drug_is_not_a_fact_but_one_warning(terminology: Terminology) -> None:
+    # amoxicillin (RxNorm 723) is not in the mappings: no fact, no assessment, and (clinical-spec §2 v2:
+    # a medication never vanishes silently) exactly one warning naming the resource, text and code
     med = concept("723", RXNORM, display="amoxicillin 500 MG Oral Capsule")
-    record, warnings = facts(terminology, [order(med)])
-    assert record.exposures == () and warnings == []
+    record, warnings = facts(terminology, [order(med, rid="rx-amox")])
+    assert record.exposures == ()
+    [w] = warnings
+    assert (w.code, w.resource) == ("unresolved-medication", "MedicationRequest/rx-amox")
+    assert "amoxicillin 500 MG Oral Capsule" in w.message and f"{RXNORM}|723" in w.message
     [result] = assess(terminology, [{"resourceType": "Patient", "id": "p1"}, order(med)])
-    assert result.assessments == () and result.warnings == ()
+    assert result.assessments == () and [w.code for w in result.warnings] == ["unresolved-medication"]

@@ -142,12 +142,21 @@ def test_entered_in_error_medication_statement_is_ignored(terminology: Terminolo
     assert [t.evidence[0] for t in both["Patient/pat1"].assessments[0].trials] == ["MedicationStatement/example004"]
 
 
-def test_unmodified_official_medication_examples_produce_no_trials_and_no_noise(terminology: Terminology) -> None:
+def test_unmodified_official_medication_examples_produce_no_trials_and_one_warning_each(
+        terminology: Terminology) -> None:
+    """None of the official examples is a psychiatric drug: no assessment, and (clinical-spec §2 v2) each
+    unresolved medication resource gives exactly one warning naming it; entered-in-error ones none."""
     src = REAL / "hl7-examples" / "r4-core"
     files = sorted(src.glob("MedicationStatement-*.json")) + sorted(src.glob("MedicationRequest-*.json"))
     r = classify(terminology, *files)
     assert set(r) == {"Patient/pat1"}
-    assert r["Patient/pat1"].assessments == () and r["Patient/pat1"].warnings == ()
+    assert r["Patient/pat1"].assessments == ()
+    docs = [json.loads(f.read_text()) for f in files]
+    used = sorted(f"{d['resourceType']}/{d['id']}" for d in docs
+                  if d.get("status") != "entered-in-error" and d.get("subject", {}).get("reference") == "Patient/pat1")
+    warnings = r["Patient/pat1"].warnings
+    assert {w.code for w in warnings} == {"unresolved-medication"}
+    assert sorted(w.resource or "" for w in warnings) == used
 
 
 def test_bipolar_diagnosis_makes_the_mdd_assessment_not_applicable(corpus_json: tuple[int, dict, str]) -> None:

@@ -72,12 +72,10 @@ class Adapter(ConditionsMixin, ObservationsMixin, ProceduresMixin, IntoleranceMi
         result: no disorder is in scope without one of those).
         """
         pending, builder.pending = builder.pending, []
-        for resource, source in pending:
-            self.read(builder, resource, source, partial(self._medication_use, builder, resource, source, {}, final=True))
-        devices, builder.pending_devices = builder.pending_devices, []
-        for resource, source, aliases in devices:
-            step = self._device_use if resource["resourceType"] == "DeviceUseStatement" else self._device_request
-            self.read(builder, resource, source, partial(step, builder, resource, source, aliases, final=True))
+        for resource, source in pending:  # medication and device references seen before their resource
+            step = {"DeviceUseStatement": self._device_use, "DeviceRequest": self._device_request}.get(
+                resource["resourceType"], self._medication_use)
+            self.read(builder, resource, source, partial(step, builder, resource, source, {}, final=True))
         deferred, builder.deferred = builder.deferred, []
         if not builder.needs_scores():
             return

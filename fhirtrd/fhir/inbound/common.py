@@ -36,6 +36,8 @@ _DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?")
 _MG = re.compile(r"(\d+(?:\.\d+)?)\s*MG\b(?!\s*/\s*ML)", re.IGNORECASE)
 _ATC_ANTIDEPRESSANT = "N06A"
 IN_SCOPE = frozenset({"mdd", "sad"})
+#: the date of a device known only from an active Device resource: replaced by the as-of date in `record`
+IN_USE = date.max
 _DOSAGE_ELEMENT = {"MedicationRequest": "dosageInstruction", "MedicationDispense": "dosageInstruction"}
 
 
@@ -214,10 +216,6 @@ class RecordBuilder:
     intolerances: list[IntoleranceFact] = field(default_factory=list)
     warnings: list[DataWarning] = field(default_factory=list)
     pending: list[tuple[dict[str, Any], str]] = field(default_factory=list)
-    # device orders/uses whose Device has not been read yet; active Devices of the patient (ref → concept)
-    pending_devices: list[tuple[dict[str, Any], str, dict[str, str]]] = field(default_factory=list)
-    devices_in_use: dict[str, str] = field(default_factory=dict)
-    used_devices: set[str] = field(default_factory=set)
     # scores and labs wait for validation until the patient turns out to need them (most never do)
     deferred: list[tuple[bytes, str, list[Measurement]]] = field(default_factory=list)
     administrations: dict[tuple[str, date], list[tuple[float | None, str]]] = field(
@@ -272,10 +270,10 @@ class RecordBuilder:
                 ingredient=ingredient, source="administration", start=day, end=day,
                 daily_dose=sum(known) if known else None, ref=doses[0][1]))
         self.administrations.clear()
-        for ref, concept in sorted(self.devices_in_use.items()):
-            if ref not in self.used_devices:  # an active Device of the patient: in use at the as-of date
-                self.procedures.append(ProcedureEvent(concept=concept, when=as_of, ref=ref))
-        self.devices_in_use.clear()
+        # an active Device of the patient is in use at the as-of date, unless an order or use statement dates it
+        dated = {p.concept for p in self.procedures if p.when != IN_USE}
+        self.procedures = [replace(p, when=as_of) if p.when == IN_USE else p for p in self.procedures
+                           if p.when != IN_USE or p.concept not in dated]
 
         def keep(when: date | None, ref: str, what: str) -> bool:
             if when is not None and when > as_of:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from fhirtrd.domain.model import ProcedureEvent
-from fhirtrd.fhir.inbound.common import AdapterBase, RecordBuilder, _codings, _obj, _ref, parse_date, reference_id
+from fhirtrd.fhir.inbound.common import (IN_USE, AdapterBase, RecordBuilder, _codings, _obj, _ref, parse_date,
+                                         reference_id)
 
 #: statuses under which a device was never (or not yet) in the patient's hands
 _NOT_REQUESTED = frozenset({"draft", "revoked", "entered-in-error"})
@@ -43,7 +44,7 @@ class DevicesMixin(AdapterBase):
             self.devices[f"Device/{r['id']}"] = concept
         if concept is None or r.get("status") not in (None, "active") or not self._valid(b, r, source):
             return
-        b.devices_in_use[_ref(r)] = concept
+        b.add_procedure(ProcedureEvent(concept=concept, when=IN_USE, ref=_ref(r)))
 
     def _device_request(self, b: RecordBuilder, r: dict[str, Any], source: str, aliases: dict[str, str],
                         *, final: bool = False) -> None:
@@ -51,9 +52,8 @@ class DevicesMixin(AdapterBase):
         if "codeReference" in r:
             concept, known = self._referenced_device(r.get("codeReference"), aliases)
             if not known and not final:
-                b.pending_devices.append((r, source, aliases))
+                b.pending.append((r, source))
                 return
-            b.used_devices.add(f"Device/{reference_id(r.get('codeReference'), 'Device', aliases)}")
         else:
             concept = self.device_concept(r.get("codeCodeableConcept"), "codeCodeableConcept")
         if (concept is None or r.get("status") in _NOT_REQUESTED or r.get("intent") in _NOT_ORDERED_INTENTS
@@ -73,11 +73,10 @@ class DevicesMixin(AdapterBase):
         """The patient uses a device: the referenced Device's type says which."""
         concept, known = self._referenced_device(r.get("device"), aliases)
         if not known and not final:
-            b.pending_devices.append((r, source, aliases))
+            b.pending.append((r, source))
             return
         if concept is None or r.get("status") in _NOT_USED or not self._valid(b, r, source):
             return
-        b.used_devices.add(f"Device/{reference_id(r.get('device'), 'Device', aliases)}")
         when = (parse_date(r.get("timingDateTime")) or parse_date(_obj(r, "timingPeriod").get("start"))
                 or parse_date(r.get("recordedOn")))
         if when is None:

@@ -33,6 +33,15 @@ from fhirtrd.terminology import ATC, Product
 PER_ML = "mg/mL"
 
 
+def _seen(texts: list[str], concept: Any) -> str:
+    """What a medication[x] showed: its text or display and its codes, for the unresolved-medication warning."""
+    parts = [repr(texts[0][:120])] if texts else []
+    codes = [f"{c.get('system')}|{c.get('code')}" for c in elements.codings(concept, "medication[x]")][:3]
+    if codes:
+        parts.append(f"code {', '.join(codes)}")
+    return " ".join(parts)
+
+
 class MedicationsMixin(AdapterBase):
     """Medication request/statement/administration/dispense → exposures and dispenses."""
 
@@ -40,6 +49,7 @@ class MedicationsMixin(AdapterBase):
                 aliases: dict[str, str]) -> tuple[Product | None, str | None, bool]:
         """(resolved ingredient, problem, waiting) for a medication[x]; waiting = Medication not seen yet."""
         texts: list[str] = []
+        med: dict[str, Any] | None = None
         if concept is not None:
             hit = self._lookup_codes(concept)
             if hit:
@@ -47,7 +57,6 @@ class MedicationsMixin(AdapterBase):
             texts = _texts(concept, "medicationCodeableConcept")
         elif isinstance(reference, dict):
             ref = reference.get("reference")
-            med = None
             if isinstance(ref, str):
                 ref = aliases.get(ref, ref)
                 med = contained.get(ref[1:]) if ref.startswith("#") else self.medications.get(ref)
@@ -75,7 +84,10 @@ class MedicationsMixin(AdapterBase):
         atc = [c.get("code") for c in _codings(concept, "medicationCodeableConcept") if c.get("system") == ATC and isinstance(c.get("code"), str)]
         if any(code.startswith(_ATC_ANTIDEPRESSANT) for code in atc):  # type: ignore[union-attr]
             return None, f"antidepressant (ATC {atc[0]}) whose ingredient is not in the mappings", False
-        return None, None, False
+        seen = _seen(texts, concept if concept is not None else (med or {}).get("code"))
+        if not seen and isinstance(reference, dict):
+            seen = f"Medication {str(reference.get('reference'))[:120]!r}"
+        return None, f"{seen or 'a medication with no code or text'} is not a medication of the mappings", False
 
     def _lookup_codes(self, concept: Any) -> Product | None:
         best: Product | None = None
