@@ -27,7 +27,8 @@ from fhirtrd.errors import FhirtrdError, InputError, TerminologyError
 
 EXIT_OK, EXIT_UNREADABLE, EXIT_USAGE, EXIT_MAPPINGS = 0, 1, 2, 3
 PLUGGED = ("fhirtrd.api.cli_serve", "fhirtrd.server.cli_sync", "fhirtrd.population.cli_population",
-           "fhirtrd.report.cli_report", "fhirtrd.server.cli_export", "fhirtrd.api.cli_feedback")
+           "fhirtrd.report.cli_report", "fhirtrd.server.cli_export", "fhirtrd.api.cli_feedback",
+           "fhirtrd.server.cli_popsync")
 
 
 def _date(text: str) -> date:
