@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from fhirtrd.server.cli_auth import add_auth_options
 from pathlib import Path
 from typing import IO, Any
 
@@ -32,16 +33,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--no-type-filter", action="store_true", help="do not ask for _typeFilter on Observation codes")
     p.add_argument("--max-wait", type=float, default=60.0, help="longest wait between polls, seconds (default 60)")
     p.add_argument("--timeout", type=float, default=120.0, help="read timeout in seconds (default 120)")
-    auth = p.add_argument_group("authentication (as for fhirtrd sync, docs/sync.md)")
-    auth.add_argument("--auth", choices=("none", "bearer", "smart", "client-secret"), default="none")
-    auth.add_argument("--token-env", default="FHIRTRD_TOKEN", metavar="VAR")
-    auth.add_argument("--client-id")
-    auth.add_argument("--key", type=Path)
-    auth.add_argument("--kid")
-    auth.add_argument("--token-url")
-    auth.add_argument("--scope", default=EXPORT_SCOPE)
-    auth.add_argument("--client-secret-env", default="FHIRTRD_CLIENT_SECRET", metavar="VAR")
-    auth.add_argument("--client-auth", choices=("basic", "post"), default="basic")
+    add_auth_options(p, EXPORT_SCOPE)
     p.set_defaults(run=run_export)
     return p
 

@@ -11,6 +11,7 @@ from typing import Any, TextIO
 
 from fhirtrd.fhir.outbound import OutputSettings
 from fhirtrd.server.auth import DEFAULT_SCOPE
+from fhirtrd.server.cli_auth import add_auth_options
 
 EXIT_OK, EXIT_PATIENT_FAILED, EXIT_USAGE, EXIT_FATAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 DEFAULT_STATE = "fhirtrd-population-sync-state.json"
@@ -36,16 +37,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--retries", type=int, default=4, help="retries of temporary failures (default 4)")
     p.add_argument("--canonical-base", default=OutputSettings().canonical_base,
                    help="canonical base of fhirtrd's CodeSystems and identifiers")
-    auth = p.add_argument_group("authentication (as `fhirtrd sync`, docs/sync.md)")
-    auth.add_argument("--auth", choices=("none", "bearer", "smart", "client-secret"), default="none")
-    auth.add_argument("--token-env", default="FHIRTRD_TOKEN", metavar="VAR")
-    auth.add_argument("--client-id")
-    auth.add_argument("--key", type=Path)
-    auth.add_argument("--kid")
-    auth.add_argument("--token-url")
-    auth.add_argument("--scope", default=DEFAULT_SCOPE)
-    auth.add_argument("--client-secret-env", default="FHIRTRD_CLIENT_SECRET", metavar="VAR")
-    auth.add_argument("--client-auth", choices=("basic", "post"), default="basic")
+    add_auth_options(p, DEFAULT_SCOPE)
     p.set_defaults(run=run)
     return p
 

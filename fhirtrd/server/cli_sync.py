@@ -31,6 +31,7 @@ from fhirtrd.server.errors import ServerConfigError, ServerError
 from fhirtrd.server.selection import Selection
 from fhirtrd.server.state import SyncState, parse_instant
 from fhirtrd.server.sync import FAILED, PatientOutcome, RunReport, SyncConfig, run_sync
+from fhirtrd.server.cli_auth import add_auth_options
 
 EXIT_OK, EXIT_PATIENT_FAILED, EXIT_USAGE, EXIT_FATAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 DEFAULT_STATE = "fhirtrd-sync-state.json"
@@ -70,19 +71,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="read patients by per-type searches even if the server offers $everything")
     p.add_argument("--canonical-base", default=OutputSettings().canonical_base,
                    help="canonical base of fhirtrd's CodeSystems and identifiers")
-    auth = p.add_argument_group("authentication")
-    auth.add_argument("--auth", choices=("none", "bearer", "smart", "client-secret"), default="none")
-    auth.add_argument("--token-env", default="FHIRTRD_TOKEN", metavar="VAR",
-                      help="--auth bearer: environment variable holding the token (default FHIRTRD_TOKEN)")
-    auth.add_argument("--client-id", help="--auth smart / client-secret: the registered client id")
-    auth.add_argument("--key", type=Path, help="--auth smart: private key, PEM or JWK file")
-    auth.add_argument("--kid", help="--auth smart: key id (default: from the JWK, or its thumbprint)")
-    auth.add_argument("--token-url", help="token endpoint (default: from .well-known/smart-configuration)")
-    auth.add_argument("--scope", default=DEFAULT_SCOPE, help=f"scopes to request (default {DEFAULT_SCOPE!r})")
-    auth.add_argument("--client-secret-env", default="FHIRTRD_CLIENT_SECRET", metavar="VAR",
-                      help="--auth client-secret: environment variable holding the secret")
-    auth.add_argument("--client-auth", choices=("basic", "post"), default="basic",
-                      help="--auth client-secret: client_secret_basic or client_secret_post")
+    add_auth_options(p, DEFAULT_SCOPE)
     p.set_defaults(run=run)
     return p
 
