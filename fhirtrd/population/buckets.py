@@ -25,7 +25,7 @@ from fhirtrd.terminology import Terminology
 
 MEDICATIONS = "medications"
 NO_SUBJECT = 0  # entries without a patient go to bucket 0, where the classify step reports them
-_TYPE = re.compile(rb'"resourceType"\s*:\s*"([A-Za-z]+)"')
+_TYPE = re.compile(rb'\s*\{\s*"resourceType"\s*:\s*"([A-Za-z]+)"')  # written first by every server
 _FLUSH = 1 << 16
 
 
@@ -117,14 +117,18 @@ class Splitter:
         self._write(str(bucket_of(pid, self.buckets) if pid is not None else NO_SUBJECT), encode(entry, raw))
 
     def relevant(self, line: bytes) -> bool:
-        """Cheap look at a raw line: False only when its resource is surely of a type never read."""
-        m = _TYPE.search(line)
+        """Cheap look at a raw line: False only when its resource is surely of a type never read.
+
+        The type is known without parsing when the line opens with `resourceType` (so it is the
+        resource's own type, not a contained or nested one's); any other line is parsed.
+        """
+        m = _TYPE.match(line)
         if m is None:
-            return True  # let the parser say what is wrong with it
+            return True  # let the parser say what it is, or what is wrong with it
         rtype = m.group(1)
         if rtype == b"Observation":  # no code the mappings know anywhere in it: never read
             return self.observation_codes.search(line) is not None
-        return rtype.decode() in self.read_types or b'"contained"' in line
+        return rtype.decode() in self.read_types
 
     def split_ndjson(self, fh: BinaryIO, name: str, first_line: int = 1, size: int | None = None) -> None:
         """The NDJSON lines of `fh` from where it stands (`size` bytes of them, default all)."""
