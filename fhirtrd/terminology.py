@@ -88,6 +88,7 @@ class Terminology:
     questionnaires: dict[str, tuple[str, int]] = field(default_factory=dict)  # canonical → (instrument, items)
     devices: dict[tuple[str, str], str] = field(default_factory=dict)  # device type code → procedure concept (cpap)
     panels: dict[tuple[str, str], Panel] = field(default_factory=dict)  # panel Observation code → its scored items
+    _named: dict[str, str | None] = field(default_factory=dict, compare=False, repr=False)  # ingredient_in_text's answers
 
     def indication_concepts(self, system: str, code: str) -> frozenset[str]:
         """Non-depressive indications (neuropathic pain, migraine, insomnia…) of a diagnosis code."""
@@ -114,8 +115,13 @@ class Terminology:
 
     def ingredient_in_text(self, text: str) -> str | None:
         """The one known ingredient named in free text ("Sertraline 100MG"), or None (0 or ≥ 2)."""
+        if text in self._named:  # the same few drug names recur across a population
+            return self._named[text]
         found = {self.brands.get(m.group(1).lower(), m.group(1).lower()) for m in self.name_pattern.finditer(text)}
-        return found.pop() if len(found) == 1 else None
+        answer = found.pop() if len(found) == 1 else None
+        if len(self._named) < 100_000:
+            self._named[text] = answer
+        return answer
 
     def stop_reason_in_text(self, text: str) -> str | None:
         low = text.lower()

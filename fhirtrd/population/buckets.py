@@ -26,6 +26,7 @@ from fhirtrd.terminology import Terminology
 MEDICATIONS = "medications"
 NO_SUBJECT = 0  # entries without a patient go to bucket 0, where the classify step reports them
 _TYPE = re.compile(rb'\s*\{\s*"resourceType"\s*:\s*"([A-Za-z]+)"')  # written first by every server
+_CODE = re.compile(rb'"code"\s*:\s*"([^"\\]*)"')  # every Coding.code (and any other "code") of a line
 _FLUSH = 1 << 16
 
 
@@ -46,12 +47,16 @@ def decode(line: bytes) -> Entry:
     return Entry(orjson.loads(body), source, full_url)
 
 
-def read_bucket(path: Path) -> Iterator[Entry]:
+def read_bucket(path: Path, chunk: Chunk | None = None, offset: int = 0) -> Iterator[Entry]:
+    """A bucket file's entries; those split from `chunk` get their file's line numbers back."""
     if not path.exists():
         return
-    with path.open("rb") as fh:
+    with path.open("rb", buffering=1 << 20) as fh:
         for line in fh:
-            yield decode(line)
+            entry = decode(line)
+            if offset and chunk is not None:
+                entry = Entry(entry.resource, reline(entry.source, chunk.path, offset), entry.full_url)
+            yield entry
 
 
 @dataclass
@@ -73,8 +78,8 @@ class Splitter:
         directory.mkdir(parents=True, exist_ok=True)
         self.adapter = Adapter(terminology, validate=False)
         self.read_types = frozenset({*self.adapter.handlers, "Patient", "Medication", "Bundle"})
-        codes = sorted({code for _, code in terminology.observations})
-        self.observation_codes = re.compile(b'"(?:' + b"|".join(re.escape(c.encode()) for c in codes) + b')"')
+        self.observation_codes = frozenset(code.encode() for _, code in (*terminology.observations,
+                                                                          *terminology.panels))
         self.buffers: dict[str, bytearray] = {}
         self.aliases: dict[str, str] = {}
         self.report = SplitReport()
@@ -127,14 +132,15 @@ class Splitter:
             return True  # let the parser say what it is, or what is wrong with it
         rtype = m.group(1)
         if rtype == b"Observation":  # no code the mappings know anywhere in it: never read
-            return self.observation_codes.search(line) is not None
+            return not self.observation_codes.isdisjoint(_CODE.findall(line))
         return rtype.decode() in self.read_types
 
-    def split_ndjson(self, fh: BinaryIO, name: str, first_line: int = 1, size: int | None = None) -> None:
-        """The NDJSON lines of `fh` from where it stands (`size` bytes of them, default all)."""
+    def split_ndjson(self, fh: BinaryIO, name: str, size: int | None = None) -> None:
+        """The NDJSON lines of `fh` from where it stands (`size` bytes of them, default all),
+        numbered from 1."""
         report = self.report.read
         left = size
-        for lineno, line in enumerate(fh, start=first_line):
+        for lineno, line in enumerate(fh, start=1):
             if left is not None:
                 if left <= 0:
                     break
@@ -160,8 +166,9 @@ class Splitter:
             for entry in expand(value, where, report):
                 self.add(entry)
 
-    def split_file(self, path: Path, start: int = 0, size: int | None = None, first_line: int = 1) -> None:
-        """One input file, or for NDJSON the `size` bytes from `start` (a chunk that begins a line)."""
+    def split_file(self, path: Path, start: int = 0, size: int | None = None) -> None:
+        """One input file, or for NDJSON the `size` bytes from `start` (a chunk that begins a line;
+        its lines are numbered from 1, see `Chunk`)."""
         report = self.report.read
         try:
             if path.name.endswith((".ndjson", ".ndjson.gz")):
@@ -171,7 +178,7 @@ class Splitter:
                     with _open(path) as fh:
                         if start:
                             fh.seek(start)
-                        self.split_ndjson(fh, str(path), first_line, size)
+                        self.split_ndjson(fh, str(path), size)
                 except (OSError, EOFError) as exc:
                     report.failed.append(str(path))
                     raise InputError(f"cannot be read: {exc}", path=str(path)) from exc
@@ -193,33 +200,51 @@ class Splitter:
 
 @dataclass(frozen=True)
 class Chunk:
-    """A piece of the input one process splits: a whole file, or whole lines of a plain NDJSON file."""
+    """A piece of the input one process splits: a whole file, or whole lines of a plain NDJSON file.
+
+    The lines of a chunk that starts inside its file are numbered from 1 while it is split (no
+    process has to count the lines before it); `line_offsets` turns them into the file's own line
+    numbers once every chunk has reported how many lines it had.
+    """
 
     path: str
     start: int = 0
     size: int | None = None
-    first_line: int = 1
 
 
 def plan_chunks(paths: Sequence[Path | str], report: ReadReport, chunk_bytes: int) -> list[Chunk]:
-    """Input files cut into chunks of about `chunk_bytes` at line ends (gzip and JSON stay whole),
-    with the line number each chunk starts at, so sources read exactly as `fhirtrd classify` names them."""
+    """Input files cut into chunks of about `chunk_bytes` at line ends (gzip and JSON stay whole).
+    Only the line end after each cut is read: planning costs one short read per chunk."""
     chunks: list[Chunk] = []
     for path in input_files(paths, report):
-        if not path.name.endswith(".ndjson") or path.stat().st_size <= chunk_bytes:
+        size = path.stat().st_size
+        if not path.name.endswith(".ndjson") or size <= chunk_bytes:
             chunks.append(Chunk(str(path)))
             continue
-        start, line, pos, lines = 0, 1, 0, 0
+        start = 0
         with path.open("rb") as fh:
-            while block := fh.read(1 << 23):
-                nl = block.rfind(b"\n")
-                pos += len(block)
-                if pos - start >= chunk_bytes and nl >= 0:
-                    boundary = pos - len(block) + nl + 1
-                    upto = lines + block.count(b"\n", 0, nl + 1)
-                    chunks.append(Chunk(str(path), start, boundary - start, line))
-                    start, line = boundary, upto + 1
-                lines += block.count(b"\n")
-        if start < pos or not chunks or chunks[-1].path != str(path):
-            chunks.append(Chunk(str(path), start, pos - start, line))
+            while start < size:
+                fh.seek(min(size, start + chunk_bytes))
+                fh.readline()  # to the end of the line the cut fell in
+                end = min(size, fh.tell())
+                chunks.append(Chunk(str(path), start, end - start))
+                start = end
     return chunks
+
+
+def line_offsets(chunks: Sequence[Chunk], lines: Sequence[int]) -> list[int]:
+    """For each chunk, the lines of its file before it (`lines`: how many lines each chunk had)."""
+    offsets: list[int] = []
+    for k, chunk in enumerate(chunks):
+        offsets.append(0 if chunk.start == 0 else offsets[k - 1] + lines[k - 1])
+    return offsets
+
+
+def reline(source: str, path: str, offset: int) -> str:
+    """A source `path:N…` numbered within its chunk, as the file's own line `path:N+offset…`."""
+    prefix = f"{path}:"
+    if not offset or not source.startswith(prefix):
+        return source
+    rest = source[len(prefix):]
+    digits = len(rest) - len(rest.lstrip("0123456789"))
+    return f"{prefix}{int(rest[:digits]) + offset}{rest[digits:]}" if digits else source

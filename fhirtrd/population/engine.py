@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,16 @@ from typing import Any
 import orjson
 
 from fhirtrd.fhir.reader import Entry, ReadReport
-from fhirtrd.population.buckets import MEDICATIONS, Chunk, Splitter, SplitReport, plan_chunks, read_bucket
+from fhirtrd.population.buckets import (
+    MEDICATIONS,
+    Chunk,
+    Splitter,
+    SplitReport,
+    line_offsets,
+    plan_chunks,
+    read_bucket,
+    reline,
+)
 from fhirtrd.terminology import Terminology, load_terminology
 
 CHUNK_BYTES = 32 << 20  # input one process splits at a time
@@ -116,19 +125,19 @@ def split_chunk(directory: str, index: int, chunk: Chunk, buckets: int, settings
     """Split one chunk of input into its own bucket files under `<directory>/c<index>/`."""
     splitter = Splitter(Path(directory) / f"c{index}", buckets, _load(settings))
     try:
-        splitter.split_file(Path(chunk.path), chunk.start, chunk.size, chunk.first_line)
+        splitter.split_file(Path(chunk.path), chunk.start, chunk.size)
     finally:
         splitter.close()
     return splitter.report
 
 
-def _pieces(root: Path, chunks: int, name: str | int) -> Iterator[Entry]:
-    """A bucket's entries from every chunk, in input order."""
-    for c in range(chunks):
-        yield from read_bucket(root / f"c{c}" / f"{name}.bucket")
+def _pieces(root: Path, chunks: Sequence[tuple[Chunk, int]], name: str | int) -> Iterator[Entry]:
+    """A bucket's entries from every (chunk, line offset), in input order."""
+    for c, (chunk, offset) in enumerate(chunks):
+        yield from read_bucket(root / f"c{c}" / f"{name}.bucket", chunk, offset)
 
 
-def classify_bucket(directory: str, bucket: int, chunks: int, settings: Settings
+def classify_bucket(directory: str, bucket: int, chunks: Sequence[tuple[Chunk, int]], settings: Settings
                     ) -> tuple[Outcome, list[dict[str, Any]]]:
     """Classify one bucket into its sorted part files; returns its counts and run warnings."""
     from fhirtrd.schemas import WarningSchema
@@ -163,7 +172,7 @@ def classify_bucket(directory: str, bucket: int, chunks: int, settings: Settings
         results.close()
         for fh in parts.values():
             fh.close()
-    for c in range(chunks):
+    for c in range(len(chunks)):
         (root / f"c{c}" / f"{bucket}.bucket").unlink(missing_ok=True)
     return outcome, WarningSchema(many=True).dump(report.warnings)
 
@@ -249,16 +258,19 @@ def run_local(paths: Sequence[Path | str], out: Path, settings: Settings, *, wor
             splits = list(pool.map(split_chunk, *zip(*((str(work), k, c, buckets, settings)
                                                         for k, c in enumerate(chunks)), strict=True)))
         lines = skipped = 0
-        for sr in splits:
+        offsets = line_offsets(chunks, [sr.lines for sr in splits])
+        for chunk, offset, sr in zip(chunks, offsets, splits, strict=True):
             read.files += sr.read.files
             read.failed += sr.read.failed
-            read.warnings += sr.read.warnings
+            read.warnings += [replace(w, source=reline(w.source, chunk.path, offset)) if w.source else w
+                              for w in sr.read.warnings]
             lines += sr.lines
             skipped += sr.skipped_unparsed
         seconds["split"] = round(time.perf_counter() - began, 3)
         began = time.perf_counter()
         outcome = Outcome()
-        args = [(str(work), b, len(chunks), settings) for b in range(buckets)]
+        placed = list(zip(chunks, offsets, strict=True))
+        args = [(str(work), b, placed, settings) for b in range(buckets)]
         done = map(classify_bucket, *zip(*args, strict=True)) if pool is None else \
             pool.map(classify_bucket, *zip(*args, strict=True))
         bucket_warnings: list[list[dict[str, Any]]] = []

@@ -19,8 +19,8 @@ from typing import Any
 
 import orjson
 
-from fhirtrd.fhir.reader import ReadReport
-from fhirtrd.population.buckets import MEDICATIONS, Chunk, Splitter, decode, plan_chunks
+from fhirtrd.fhir.reader import Entry, ReadReport
+from fhirtrd.population.buckets import MEDICATIONS, Chunk, Splitter, decode, line_offsets, plan_chunks, reline
 from fhirtrd.population.engine import (
     CHUNK_BYTES,
     Outcome,
@@ -55,9 +55,9 @@ def _split(batches: Iterator[Any], buckets: int, settings: Settings) -> Iterator
     from fhirtrd.schemas import WarningSchema
 
     for batch in batches:
-        for chunk_id, path, start, size, first_line in batch.itertuples(index=False):
+        for chunk_id, path, start, size in batch.itertuples(index=False):
             c = _Collector(buckets, settings)
-            c.split_file(Path(path), int(start), None if size < 0 else int(size), int(first_line))
+            c.split_file(Path(path), int(start), None if size < 0 else int(size))
             read = c.report.read
             report = orjson.dumps({"files": read.files, "failed": read.failed, "lines": c.report.lines,
                                    "skipped": c.report.skipped_unparsed,
@@ -67,15 +67,24 @@ def _split(batches: Iterator[Any], buckets: int, settings: Settings) -> Iterator
                                 "bucket": [name for name, _ in rows], "data": [data for _, data in rows]})
 
 
-def _classify(group: Any, medications: list[bytes], settings: Settings) -> Any:
+def _decode(line: bytes, chunk: int, placed: list[tuple[str, int]]) -> Entry:
+    """A bucket line of `chunk`, its source numbered as in its file (see `buckets.Chunk`)."""
+    entry = decode(line.rstrip(b"\n"))
+    path, offset = placed[chunk]
+    return Entry(entry.resource, reline(entry.source, path, offset), entry.full_url) if offset else entry
+
+
+def _classify(group: Any, medications: list[tuple[int, bytes]], placed: list[tuple[str, int]],
+              settings: Settings) -> Any:
     import pandas as pd
     from fhirtrd.schemas import WarningSchema
 
     group = group.sort_values(["chunk", "seq"])
     report = ReadReport()
-    entries = (decode(line.rstrip(b"\n")) for line in group["data"])
-    rows: list[tuple[str | None, bytes]] = [(p, line) for p, line, _ in classify_entries((decode(m.rstrip(b"\n")) for m in medications), entries,
-                                                          _load(settings), settings, report)]
+    entries = (_decode(line, int(c), placed) for c, line in zip(group["chunk"], group["data"], strict=True))
+    rows: list[tuple[str | None, bytes]] = [
+        (p, line) for p, line, _ in classify_entries((_decode(m, c, placed) for c, m in medications), entries,
+                                                     _load(settings), settings, report)]
     bucket = int(group["bucket"].iloc[0])
     rows.append((None, orjson.dumps(WarningSchema(many=True).dump(report.warnings))))  # the run's warnings
     return pd.DataFrame({"bucket": [bucket] * len(rows), "patient": [p for p, _ in rows],
@@ -109,16 +118,19 @@ def run_spark(paths: Sequence[Path | str], out: Path, settings: Settings, spark:
     read = ReadReport()
     chunks: list[Chunk] = plan_chunks(paths, read, chunk_bytes)
     plan = spark.createDataFrame(
-        [(k, str(Path(c.path).resolve()), c.start, -1 if c.size is None else c.size, c.first_line)
-         for k, c in enumerate(chunks)], "chunk long, path string, start long, size long, first_line long")
+        [(k, str(Path(c.path).resolve()), c.start, -1 if c.size is None else c.size)
+         for k, c in enumerate(chunks)], "chunk long, path string, start long, size long")
     # Resolved paths name the sources; keep the caller's spelling, as the local engine does.
     spelled = {str(Path(c.path).resolve()): c.path for c in chunks}
     split = plan.repartition(max(1, len(chunks)), "chunk").mapInPandas(
         lambda it: _split(it, buckets, settings), SPLIT_SCHEMA).cache()
     reports = [orjson.loads(r["data"]) for r in split.filter(F.col("bucket") == REPORT).orderBy("chunk").collect()]
-    medications = [r["data"] for r in split.filter(F.col("bucket") == MEDICATIONS).orderBy("chunk", "seq").collect()]
+    offsets = line_offsets(chunks, [r["lines"] for r in reports])
+    placed = [(str(Path(c.path).resolve()), o) for c, o in zip(chunks, offsets, strict=True)]
+    medications = [(int(r["chunk"]), bytes(r["data"]))
+                   for r in split.filter(F.col("bucket") == MEDICATIONS).orderBy("chunk", "seq").collect()]
     entries = split.filter(~F.col("bucket").isin(REPORT, MEDICATIONS))
-    results = entries.groupBy("bucket").applyInPandas(lambda g: _classify(g, medications, settings),
+    results = entries.groupBy("bucket").applyInPandas(lambda g: _classify(g, medications, placed, settings),
                                                       RESULT_SCHEMA).cache()
     out.mkdir(parents=True, exist_ok=True)
     outcome = Outcome()
@@ -136,7 +148,11 @@ def run_spark(paths: Sequence[Path | str], out: Path, settings: Settings, spark:
                     outcome.treatment_resistant[a["disorder"]] += 1
     lines = skipped = input_warnings = 0
     with (out / "warnings.ndjson").open("wb") as fh:
-        for r in reports:
+        for r, placed_chunk in zip(reports, placed, strict=True):
+            path, offset = placed_chunk
+            for w in r["warnings"]:
+                if w.get("source"):
+                    w["source"] = reline(w["source"], path, offset)
             read.files += r["files"]
             read.failed += r["failed"]
             lines += r["lines"]

@@ -92,6 +92,29 @@ def test_bundles_and_bad_input_are_reported_like_classify_and_lose_nothing(tmp_p
     assert "copy.ndjson:3" in messages and "not valid JSON" in messages and "no resourceType" in messages
 
 
+def test_a_file_cut_into_chunks_names_its_lines_as_classify_does(tmp_path: Path) -> None:
+    """Chunks are split without counting the lines before them; warnings still name the file's line."""
+    bundle = json.loads((SAMPLES / "mdd-stage-ii-sertraline-then-venlafaxine.json").read_text())
+    good = [json.dumps(e["resource"]) for e in bundle["entry"]]
+    lines = good * 40  # about 200 KB: cut into many 8 KB chunks
+    lines[150] = '{"resourceType": "Condition", "subject": '  # not JSON, deep inside the file
+    lines[171] = json.dumps({**bundle["entry"][1]["resource"], "subject": 7})  # a subject of the wrong type
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "all.ndjson").write_text("\n".join(lines) + "\n")
+
+    code, expected, _ = _classify([inputs])
+    run_local([inputs], tmp_path / "out", Settings(as_of=AS_OF), workers=2, buckets=3, chunk_bytes=8 << 10)
+
+    sources = {w["source"] for w in expected["warnings"]} | {w["source"] for r in expected["results"]
+                                                            for w in r.get("warnings", ())}
+    assert any(s.endswith("all.ndjson:151") for s in sources)  # line numbers are 1-based
+    got = [json.loads(line) for line in (tmp_path / "out" / "results.ndjson").read_text().splitlines()]
+    assert got == expected["results"]
+    assert _warnings(tmp_path / "out" / "warnings.ndjson") == sorted(
+        orjson.dumps(w, option=orjson.OPT_SORT_KEYS).decode() for w in expected["warnings"])
+
+
 def test_fhir_outputs_are_import_ready_ndjson_per_type_with_every_reference_inside(tmp_path: Path) -> None:
     out, err = io.StringIO(), io.StringIO()
     assert main(["classify", str(SAMPLES), "--as-of", AS_OF.isoformat(), "--format", "fhir"], out, err) == 0

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from fhirtrd.fhir import elements
+from fhirtrd.fhir.quickcheck import QuickCheck
 from fhirtrd.domain.model import (
     ConditionFact,
     DataWarning,
@@ -160,9 +161,15 @@ def _model(resource_type: str) -> Any:
     return get_fhir_model_class(resource_type)
 
 
+_QUICK = QuickCheck()
+
+
 def validation_error(resource: dict[str, Any]) -> tuple[str, str] | None:
-    """(element, message) of the first R4 structure error of a resource, or None when it is valid."""
+    """(element, message) of the first R4 structure error of a resource, or None when it is valid.
+    The quick check answers for the resources it is sure of; the models for the others."""
     try:
+        if _QUICK.accepts(resource):
+            return None
         _model(resource["resourceType"]).model_validate(resource)
     except ValidationError as exc:
         err = exc.errors()[0]
