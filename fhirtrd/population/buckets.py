@@ -20,6 +20,7 @@ import orjson
 
 from fhirtrd.errors import InputError
 from fhirtrd.fhir.inbound import Adapter, subject_of
+from fhirtrd.fhir.inbound.common import reference_id
 from fhirtrd.fhir.reader import Entry, ReadReport, _open, expand, input_files, read_path
 from fhirtrd.terminology import Terminology
 
@@ -27,6 +28,8 @@ MEDICATIONS = "medications"
 NO_SUBJECT = 0  # entries without a patient go to bucket 0, where the classify step reports them
 _TYPE = re.compile(rb'\s*\{\s*"resourceType"\s*:\s*"([A-Za-z]+)"')  # written first by every server
 _CODE = re.compile(rb'"code"\s*:\s*"([^"\\]*)"')  # every Coding.code (and any other "code") of a line
+_SUBJECT = re.compile(rb'"subject"\s*:\s*\{\s*"reference"\s*:\s*"([^"\\]*)"')
+_PARSED_ALWAYS = frozenset({b"Patient", b"Medication", b"Bundle"})
 _FLUSH = 1 << 16
 
 
@@ -42,18 +45,39 @@ def encode(entry: Entry, raw: bytes | None = None) -> bytes:
 
 
 def decode(line: bytes) -> Entry:
+    """A bucket line back as its entry; raises orjson.JSONDecodeError for a line routed unparsed
+    that is not JSON (see `Splitter.quick_patient`)."""
     head, _, body = line.partition(b"\t")
     source, full_url = orjson.loads(head)
-    return Entry(orjson.loads(body), source, full_url)
+    try:
+        return Entry(orjson.loads(body), source, full_url)
+    except orjson.JSONDecodeError:
+        try:  # the error of the line as read, without the bucket's line end (as `fhirtrd classify` says it)
+            orjson.loads(body.rstrip(b"\n"))
+        except orjson.JSONDecodeError as exc:
+            raise NotJson(source, exc) from exc
+        raise
 
 
-def read_bucket(path: Path, chunk: Chunk | None = None, offset: int = 0) -> Iterator[Entry]:
+class NotJson(Exception):
+    """A bucket line whose resource is not JSON: warned about as `fhirtrd classify` does."""
+
+    def __init__(self, source: str, error: orjson.JSONDecodeError) -> None:
+        super().__init__(f"line is not valid JSON ({error}); skipped")
+        self.source = source
+
+
+def read_bucket(path: Path, report: ReadReport, chunk: Chunk | None = None, offset: int = 0) -> Iterator[Entry]:
     """A bucket file's entries; those split from `chunk` get their file's line numbers back."""
     if not path.exists():
         return
     with path.open("rb", buffering=1 << 20) as fh:
         for line in fh:
-            entry = decode(line)
+            try:
+                entry = decode(line)
+            except NotJson as exc:
+                report.warn(str(exc), reline(exc.source, chunk.path, offset) if chunk is not None else exc.source)
+                continue
             if offset and chunk is not None:
                 entry = Entry(entry.resource, reline(entry.source, chunk.path, offset), entry.full_url)
             yield entry
@@ -135,6 +159,19 @@ class Splitter:
             return not self.observation_codes.isdisjoint(_CODE.findall(line))
         return rtype.decode() in self.read_types
 
+    def quick_patient(self, line: bytes) -> str | None:
+        """The patient of a relevant line read off its bytes, when that is certain: a resource of a
+        read type (not Patient or Medication) with one `subject` in it — so the top-level one, as
+        no resource the adapter reads nests another — given as a plain reference to a patient.
+        None means: parse the line."""
+        m = _TYPE.match(line)
+        if m is None or m.group(1) in _PARSED_ALWAYS or line.count(b'"subject"') != 1:
+            return None
+        ref = _SUBJECT.search(line)
+        if ref is None:
+            return None
+        return reference_id({"reference": ref.group(1).decode()}, "Patient", self.aliases)
+
     def split_ndjson(self, fh: BinaryIO, name: str, size: int | None = None) -> None:
         """The NDJSON lines of `fh` from where it stands (`size` bytes of them, default all),
         numbered from 1."""
@@ -154,6 +191,11 @@ class Splitter:
             if not line:
                 continue
             where = f"{name}:{lineno}"
+            pid = self.quick_patient(line)
+            if pid is not None:  # routed unparsed; its JSON is checked when its bucket is read
+                self.report.entries += 1
+                self._write(str(bucket_of(pid, self.buckets)), encode(Entry({}, where), line))
+                continue
             try:
                 value = orjson.loads(line)
             except orjson.JSONDecodeError as exc:

@@ -131,10 +131,10 @@ def split_chunk(directory: str, index: int, chunk: Chunk, buckets: int, settings
     return splitter.report
 
 
-def _pieces(root: Path, chunks: Sequence[tuple[Chunk, int]], name: str | int) -> Iterator[Entry]:
+def _pieces(root: Path, chunks: Sequence[tuple[Chunk, int]], name: str | int, report: ReadReport) -> Iterator[Entry]:
     """A bucket's entries from every (chunk, line offset), in input order."""
     for c, (chunk, offset) in enumerate(chunks):
-        yield from read_bucket(root / f"c{c}" / f"{name}.bucket", chunk, offset)
+        yield from read_bucket(root / f"c{c}" / f"{name}.bucket", report, chunk, offset)
 
 
 def classify_bucket(directory: str, bucket: int, chunks: Sequence[tuple[Chunk, int]], settings: Settings
@@ -149,8 +149,8 @@ def classify_bucket(directory: str, bucket: int, chunks: Sequence[tuple[Chunk, i
     parts: dict[str, Any] = {}
     results = (root / f"{bucket}.results").open("wb")
     try:
-        for patient, line, resources in classify_entries(_pieces(root, chunks, MEDICATIONS),
-                                                          _pieces(root, chunks, bucket),
+        for patient, line, resources in classify_entries(_pieces(root, chunks, MEDICATIONS, report),
+                                                          _pieces(root, chunks, bucket, report),
                                                           terminology, settings, report):
             results.write(orjson.dumps(patient) + b"\t" + line)
             outcome.patients += 1

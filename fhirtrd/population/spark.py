@@ -13,14 +13,23 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from fhirtrd.fhir.reader import Entry, ReadReport
-from fhirtrd.population.buckets import MEDICATIONS, Chunk, Splitter, decode, line_offsets, plan_chunks, reline
+from fhirtrd.population.buckets import (
+    MEDICATIONS,
+    Chunk,
+    NotJson,
+    Splitter,
+    decode,
+    line_offsets,
+    plan_chunks,
+    reline,
+)
 from fhirtrd.population.engine import (
     CHUNK_BYTES,
     Outcome,
@@ -67,11 +76,16 @@ def _split(batches: Iterator[Any], buckets: int, settings: Settings) -> Iterator
                                 "bucket": [name for name, _ in rows], "data": [data for _, data in rows]})
 
 
-def _decode(line: bytes, chunk: int, placed: list[tuple[str, int]]) -> Entry:
-    """A bucket line of `chunk`, its source numbered as in its file (see `buckets.Chunk`)."""
-    entry = decode(line.rstrip(b"\n"))
-    path, offset = placed[chunk]
-    return Entry(entry.resource, reline(entry.source, path, offset), entry.full_url) if offset else entry
+def _decoded(lines: Iterable[tuple[int, bytes]], placed: list[tuple[str, int]], report: ReadReport) -> Iterator[Entry]:
+    """Bucket lines of their chunks, sources numbered as in their files (see `buckets.Chunk`)."""
+    for chunk, line in lines:
+        path, offset = placed[chunk]
+        try:
+            entry = decode(line.rstrip(b"\n"))
+        except NotJson as exc:
+            report.warn(str(exc), reline(exc.source, path, offset))
+            continue
+        yield Entry(entry.resource, reline(entry.source, path, offset), entry.full_url) if offset else entry
 
 
 def _classify(group: Any, medications: list[tuple[int, bytes]], placed: list[tuple[str, int]],
@@ -81,9 +95,10 @@ def _classify(group: Any, medications: list[tuple[int, bytes]], placed: list[tup
 
     group = group.sort_values(["chunk", "seq"])
     report = ReadReport()
-    entries = (_decode(line, int(c), placed) for c, line in zip(group["chunk"], group["data"], strict=True))
+    entries = _decoded(((int(c), line) for c, line in zip(group["chunk"], group["data"], strict=True)),
+                       placed, report)
     rows: list[tuple[str | None, bytes]] = [
-        (p, line) for p, line, _ in classify_entries((_decode(m, c, placed) for c, m in medications), entries,
+        (p, line) for p, line, _ in classify_entries(_decoded(medications, placed, report), entries,
                                                      _load(settings), settings, report)]
     bucket = int(group["bucket"].iloc[0])
     rows.append((None, orjson.dumps(WarningSchema(many=True).dump(report.warnings))))  # the run's warnings

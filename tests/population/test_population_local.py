@@ -99,6 +99,8 @@ def test_a_file_cut_into_chunks_names_its_lines_as_classify_does(tmp_path: Path)
     lines = good * 40  # about 200 KB: cut into many 8 KB chunks
     lines[150] = '{"resourceType": "Condition", "subject": '  # not JSON, deep inside the file
     lines[171] = json.dumps({**bundle["entry"][1]["resource"], "subject": 7})  # a subject of the wrong type
+    condition = {**bundle["entry"][1]["resource"], "note": [{"text": "x"}]}
+    lines[180] = json.dumps(condition)[:-8]  # its subject whole, its end cut: routed unparsed, then named
     inputs = tmp_path / "in"
     inputs.mkdir()
     (inputs / "all.ndjson").write_text("\n".join(lines) + "\n")
@@ -109,6 +111,8 @@ def test_a_file_cut_into_chunks_names_its_lines_as_classify_does(tmp_path: Path)
     sources = {w["source"] for w in expected["warnings"]} | {w["source"] for r in expected["results"]
                                                             for w in r.get("warnings", ())}
     assert any(s.endswith("all.ndjson:151") for s in sources)  # line numbers are 1-based
+    assert any(s.endswith("all.ndjson:181") and "not valid JSON" in w["message"] for w in expected["warnings"]
+               for s in [w["source"]])
     got = [json.loads(line) for line in (tmp_path / "out" / "results.ndjson").read_text().splitlines()]
     assert got == expected["results"]
     assert _warnings(tmp_path / "out" / "warnings.ndjson") == sorted(
