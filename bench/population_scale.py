@@ -142,6 +142,27 @@ def reduced(src: Path, out: Path) -> int:
     return size
 
 
+def parse_floor(label: str, src: Path, patients: int) -> dict[str, Any]:
+    """What any design that parses what it reads must spend: read every line, keep the lines the
+    classifier reads (the split's look at raw bytes), parse those with orjson — nothing else."""
+    from fhirtrd.population.buckets import Splitter
+    from fhirtrd.terminology import load_terminology
+
+    splitter = Splitter(src / ".floor", 1, load_terminology())
+    began = time.process_time()
+    parsed = 0
+    for path in sorted(src.glob("*.ndjson")):
+        with path.open("rb", buffering=1 << 20) as fh:
+            for line in fh:
+                if splitter.relevant(line):
+                    orjson.loads(line)
+                    parsed += len(line)
+    cpu = time.process_time() - began
+    shutil.rmtree(src / ".floor", ignore_errors=True)
+    return {"label": label, "cpu_s": round(cpu, 2), "parsed_mb": round(parsed / 1e6),
+            "patients_per_cpu_s": round(patients / cpu)}
+
+
 def _digest_of_baseline(path: Path) -> str:
     results = orjson.loads(path.read_bytes())["results"]
     return hashlib.sha256(b"".join(orjson.dumps(r) + b"\n" for r in results)).hexdigest()
@@ -200,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     as_of = DEFAULT_AS_OF.isoformat()
     random.seed(args.seed)
     runs: list[Measured] = []
-    inputs: dict[str, Any] = {}
+    inputs: dict[str, Any] = {"floors": []}
     try:
         for n in args.patients:
             d = work / f"mix{n}"
@@ -208,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
                 generate(d, n, args.seed, date.fromisoformat(as_of))
             inputs[f"mix{n}_bytes"] = sum(f.stat().st_size for f in d.glob("*.ndjson"))
             runs += population_runs(f"mix{n}", d, n, work, (1, 2), as_of, n <= args.baseline_max)
+            if n == args.patients[0]:
+                inputs["floors"].append(parse_floor(f"mix{n}", d, n))
         small = args.patients[0]
         red = work / f"reduced{small}"
         inputs[f"reduced{small}_bytes"] = reduced(work / f"mix{small}", red)
@@ -217,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
             registry(reg, args.registry, args.seed)
         inputs[f"registry{args.registry}_bytes"] = sum(f.stat().st_size for f in reg.glob("*.ndjson"))
         runs += population_runs(f"registry{args.registry}", reg, args.registry, work, (1,), as_of, True)
+        inputs["floors"].append(parse_floor(f"registry{args.registry}", reg, args.registry))
         if args.spark:
             runs += spark_runs(work, args.spark, args.seed, as_of)
     finally:
@@ -262,6 +286,15 @@ def report(runs: list[Measured], inputs: dict[str, Any], args: argparse.Namespac
         cpu_per_patient = r.cpu_s / r.patients
         projection[name] = {"cpu_ms_per_patient": round(cpu_per_patient * 1000, 2),
                             "minutes_1M_on_2_cores": round(cpu_per_patient * MILLION / 2 / 60, 1)}
+    biggest = max(args.patients)
+    w2 = by[f"mix{biggest} population --workers 2"]
+    projection["bench_mix_from_2_worker_wall"] = {"patients": biggest,
+                                                  "minutes_1M": round(w2.wall_s / biggest * MILLION / 60, 1)}
+    for floor in inputs["floors"]:
+        floor["vs_target"] = round(floor["patients_per_cpu_s"] / TARGETS[
+            "per_core_registry" if floor["label"].startswith("registry") else "per_core_mix"], 2)
+    print("\nparse floor (read every line, parse the lines the classifier reads, nothing else):",
+          orjson.dumps(inputs["floors"]).decode())
     print("\nratios:", orjson.dumps(ratios, option=orjson.OPT_INDENT_2).decode())
     print("1M-patient projection (CPU per patient measured above / 2 cores, perfect scaling assumed):",
           orjson.dumps(projection).decode())

@@ -98,9 +98,10 @@ def import_resources(bundle: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 def classify_entries(medications: Iterable[Entry], entries: Iterable[Entry], terminology: Terminology,
-                     settings: Settings, report: ReadReport) -> Iterator[tuple[str, bytes, list[dict[str, Any]]]]:
-    """(patient, contract JSON line, FHIR resources) for each patient of a group of whole patients,
-    sorted by patient id — exactly what `fhirtrd classify` computes for them."""
+                     settings: Settings, report: ReadReport
+                     ) -> Iterator[tuple[str, bytes, list[dict[str, Any]], dict[str, Any]]]:
+    """(patient, contract JSON line, FHIR resources, the contract) for each patient of a group of whole
+    patients, sorted by patient id — exactly what `fhirtrd classify` computes for them."""
     from fhirtrd.schemas import dump_result
     from fhirtrd.service import Run
 
@@ -118,7 +119,7 @@ def classify_entries(medications: Iterable[Entry], entries: Iterable[Entry], ter
         resources: list[dict[str, Any]] = []
         if build is not None:
             resources = list(import_resources(build(contract, issued=settings.issued)))
-        yield result.patient, orjson.dumps(contract) + b"\n", resources
+        yield result.patient, orjson.dumps(contract) + b"\n", resources, contract
 
 
 def split_chunk(directory: str, index: int, chunk: Chunk, buckets: int, settings: Settings) -> SplitReport:
@@ -149,12 +150,11 @@ def classify_bucket(directory: str, bucket: int, chunks: Sequence[tuple[Chunk, i
     parts: dict[str, Any] = {}
     results = (root / f"{bucket}.results").open("wb")
     try:
-        for patient, line, resources in classify_entries(_pieces(root, chunks, MEDICATIONS, report),
-                                                          _pieces(root, chunks, bucket, report),
-                                                          terminology, settings, report):
+        classified = classify_entries(_pieces(root, chunks, MEDICATIONS, report), _pieces(root, chunks, bucket, report),
+                                      terminology, settings, report)
+        for patient, line, resources, contract in classified:
             results.write(orjson.dumps(patient) + b"\t" + line)
             outcome.patients += 1
-            contract = orjson.loads(line)
             outcome.warnings += len(contract.get("warnings", ()))
             for a in contract.get("assessments", ()):
                 outcome.assessed += 1

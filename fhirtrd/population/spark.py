@@ -98,7 +98,7 @@ def _classify(group: Any, medications: list[tuple[int, bytes]], placed: list[tup
     entries = _decoded(((int(c), line) for c, line in zip(group["chunk"], group["data"], strict=True)),
                        placed, report)
     rows: list[tuple[str | None, bytes]] = [
-        (p, line) for p, line, _ in classify_entries(_decoded(medications, placed, report), entries,
+        (p, line) for p, line, _, _ in classify_entries(_decoded(medications, placed, report), entries,
                                                      _load(settings), settings, report)]
     bucket = int(group["bucket"].iloc[0])
     rows.append((None, orjson.dumps(WarningSchema(many=True).dump(report.warnings))))  # the run's warnings
