@@ -47,10 +47,26 @@ def _strip_optional(annotation: Any) -> Any:
     return annotation
 
 
+_ADAPTERS: dict[Any, Any] = {}
+
+
+def _adapter(annotation: Any) -> Any:
+    """The pydantic TypeAdapter of a primitive type, one per distinct type (they are costly to build)."""
+    try:
+        return _ADAPTERS[annotation]
+    except (KeyError, TypeError):
+        from pydantic import TypeAdapter
+
+        adapter = TypeAdapter(annotation)
+        try:
+            _ADAPTERS[annotation] = adapter
+        except TypeError:  # an unhashable type annotation: not shared
+            pass
+        return adapter
+
+
 @cache
 def _shape(model: Any) -> _Shape:
-    from pydantic import TypeAdapter
-
     base = model.__mro__
     is_resource = any(c.__name__ == "Resource" and c.__module__.endswith(".resource") for c in base)
     shape = _Shape(model.__resource_type__ if is_resource else None)
@@ -70,7 +86,7 @@ def _shape(model: Any) -> _Shape:
             target = klass()
             f = _Field(repeated, resource=True) if target.__resource_type__ == "Resource" else _Field(repeated, target)
         else:
-            f = _Field(repeated, primitive=TypeAdapter(annotation))
+            f = _Field(repeated, primitive=_adapter(annotation))
         shape.fields[alias] = f
         if info.is_required() or extra.get("element_required"):
             required.append(alias)
