@@ -22,4 +22,5 @@ def test_the_benchmark_prints_runs_ratios_floors_and_projection(capsys: pytest.C
     assert set(floors) == {"mix60", "registry30"}
     assert all(f["patients_per_cpu_s"] > 0 and f["parsed_mb"] >= 0 for f in floors.values())
     assert figures["projection"]["bench_mix_from_2_worker_wall"]["patients"] == 60
+    assert 1.0 <= figures["inputs"]["machine_2_process_scaling"] <= 2.2
     assert "parse floor" in out and "targets:" in out
