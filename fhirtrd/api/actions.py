@@ -48,24 +48,6 @@ def _rewrite(node: Any, by_full_url: Mapping[str, Mapping[str, Any]]) -> bool:
     return False
 
 
-def record_actions(bundle: Mapping[str, Any], disorder_of: Any) -> dict[str, list[dict[str, Any]]]:
-    """Create actions for the Flag and Observation outputs of each disorder, as an EHR can apply them."""
-    entries = [e for e in bundle.get("entry") or [] if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
-    by_full_url = {str(e["fullUrl"]): e["resource"] for e in entries if isinstance(e.get("fullUrl"), str)}
-    by_disorder: dict[str, list[dict[str, Any]]] = {}
-    for entry in entries:
-        resource = entry["resource"]
-        if resource.get("resourceType") not in RECORDED_TYPES:
-            continue
-        disorder = disorder_of(resource)
-        if disorder is None:
-            continue
-        by_disorder.setdefault(disorder, []).append(
-            {"type": "create", "description": f"Create {resource['resourceType']}: {_label(resource)}",
-             "resource": applicable(resource, by_full_url)})
-    return by_disorder
-
-
 def _label(resource: Mapping[str, Any]) -> str:
     code = resource.get("code") or {}
     return str(code.get("text") or next(

@@ -63,8 +63,9 @@ def create_app(
     )
     output_settings = OutputSettings(canonical_base=settings.canonical_base)
     templates = prefetch_templates(terminology)
-    if settings.system_actions:  # the plan needs the outputs already in the EHR
-        templates.update(output_templates(output_tag_param(output_settings.codesystem)))
+    # fhirtrd's outputs the EHR already holds: systemActions and card suggestions are planned against
+    # them, so what is already recorded as it is is not offered, nor written, a second time
+    templates.update(output_templates(output_tag_param(output_settings.codesystem)))
     app.extensions["fhirtrd"] = Service(
         settings=settings,
         terminology=terminology,

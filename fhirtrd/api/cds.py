@@ -12,14 +12,14 @@ from typing import Any
 from flask import Response, request
 from flask_smorest import Blueprint
 
-from fhirtrd.api.actions import RECORDED_TYPES, plan_actions, record_actions
+from fhirtrd.api.actions import RECORDED_TYPES, plan_actions
 from fhirtrd.api.body import JSON_TYPES, read_json
 from fhirtrd.api.cards import DraftOrder, order_cards, patient_view_cards
 from fhirtrd.api.docs import CDS_RESPONSE, DISCOVERY, FEEDBACK, RECORDED, body, cds_request, errors
 from fhirtrd.api.errors import BadRequest, PreconditionFailed
 from fhirtrd.api.fhirfetch import FhirFetcher
-from fhirtrd.api.http import Service, is_fhir_id, json_response, service, transaction_of
-from fhirtrd.api.prefetch import check_patient, gather
+from fhirtrd.api.http import Service, is_fhir_id, json_response, service
+from fhirtrd.api.prefetch import OUTPUT_KEYS, check_patient, gather
 from fhirtrd.fhir.codesystem import codes_in_group
 from fhirtrd.fhir.inbound import Adapter, RecordBuilder
 from fhirtrd.fhir.outbound import build_transaction, is_fhirtrd_output, plan_flag_deactivations
@@ -196,8 +196,11 @@ def call_service(service_id: str) -> Response:
                            timeout=settings.fhir_timeout_seconds, max_pages=settings.fhir_max_pages)
 
     not_obtained: list[str] = []
+    # fhirtrd's outputs in the EHR are needed for systemActions; for a card's suggestion they only
+    # spare offering what is already recorded, so an EHR that neither sends nor serves them is not refused
+    optional = frozenset() if settings.system_actions else frozenset(OUTPUT_KEYS)
     resources = gather(body, svc.templates, allowlist=settings.fhir_server_allowlist,
-                       fetcher_for=fetcher_for, not_obtained=not_obtained)
+                       fetcher_for=fetcher_for, not_obtained=not_obtained, optional=optional)
     as_of = svc.as_of()
     orders: list[dict[str, Any]] = []
     if hook.hook != "patient-view":
@@ -223,8 +226,10 @@ def call_service(service_id: str) -> Response:
             built: list[dict[str, list[dict[str, Any]]]] = []
 
             def actions(disorder: str) -> list[dict[str, Any]]:
-                if not built:  # the write-back is built only when a card will show
-                    built.append(_record_actions(svc, mine))
+                if settings.system_actions:  # systemActions record the outputs: a card offering them too
+                    return []                # would write them twice when the user accepts it
+                if not built:  # the plan is made only when a card will show
+                    built.append(_actions_by_disorder(svc, pid, mine, existing, as_of))
                 return built[0].get(disorder, [])
 
             response["cards"] = patient_view_cards(
@@ -284,9 +289,22 @@ def _override_reasons(svc: Service) -> list[dict[str, str]]:
             for c in codes_in_group("override-reasons").values()]
 
 
-def _record_actions(svc: Service, result: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    """Create actions for the Flag/Observation outputs of each disorder, applicable by an EHR."""
-    return record_actions(transaction_of(svc, [result]), _disorder_of)
+def _actions_by_disorder(svc: Service, patient_id: str, result: dict[str, Any], existing: list[dict[str, Any]],
+                         as_of: date) -> dict[str, list[dict[str, Any]]]:
+    """The plan's actions (those systemActions would carry) for each disorder's outputs: a card offers
+    to record only what the EHR does not already hold as it is, so accepting it twice writes nothing
+    twice. None when the EHR holds two outputs with one identifier (a 412 with systemActions)."""
+    try:
+        planned = _system_actions(svc, patient_id, result, existing, as_of)
+    except PreconditionFailed as exc:
+        log.warning("no record suggestion for %s: %s", patient_id, exc)
+        return {}
+    by_disorder: dict[str, list[dict[str, Any]]] = {}
+    for action in planned:
+        disorder = _disorder_of(action["resource"])
+        if disorder is not None:
+            by_disorder.setdefault(disorder, []).append(action)
+    return by_disorder
 
 
 def _smart_link(svc: Service) -> Callable[[str, str | None], dict[str, Any]] | None:

@@ -134,12 +134,14 @@ def gather(
     allowlist: tuple[str, ...],
     fetcher_for: Callable[[str, str | None], FhirFetcher],
     not_obtained: list[str] | None = None,
+    optional: frozenset[str] = frozenset(),
 ) -> list[dict[str, Any]]:
     """Every resource the call's prefetch holds, fetching missing keys from an allowed fhirServer.
 
     A prefetch Bundle with a `next` link is completed by fetching its further pages from the
     call's fhirServer (allowlisted; pages on that server only). When they cannot be fetched, the
-    rest is still assessed and `not_obtained` receives a sentence naming what is missing.
+    rest is still assessed and `not_obtained` receives a sentence naming what is missing. A missing
+    key of `optional` is fetched only when the call names a fhirServer, and is otherwise done without.
     """
     context = body["context"]
     prefetch = body.get("prefetch")
@@ -171,6 +173,8 @@ def gather(
         more = _next_link(value) if value["resourceType"] == "Bundle" else None
         if more is not None:
             pages.append((key, more))
+    if server is None:
+        missing = [(k, q) for k, q in missing if k not in optional]
     if missing:
         fetcher = _fetcher(body, allowlist, fetcher_for, [k for k, _ in missing])
         for key, query in missing:

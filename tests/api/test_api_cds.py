@@ -98,11 +98,29 @@ def test_no_smart_link_without_the_smart_app(open_app: Any) -> None:
     assert "links" not in card
 
 
-def test_system_actions_only_when_configured(make_app: Any) -> None:
+def test_system_actions_only_when_configured_and_then_no_card_offers_them_again(make_app: Any,
+                                                                              open_app: Any) -> None:
+    offered = patient_view(open_app, two_failed_ssri_trials()).json
+    assert "systemActions" not in offered
+    card_actions = offered["cards"][0]["suggestions"][0]["actions"]
+
     app = make_app(system_actions=True)
     r = patient_view(app, two_failed_ssri_trials())
-    card_actions = r.json["cards"][0]["suggestions"][0]["actions"]
-    assert r.json["systemActions"] == card_actions
+    assert [(a["type"], a["resource"]["resourceType"]) for a in r.json["systemActions"]] == \
+        [(a["type"], a["resource"]["resourceType"]) for a in card_actions]
+    # the EHR applies systemActions itself: a card suggesting the same writes would write them twice
+    assert all("suggestions" not in card for card in r.json["cards"])
+
+
+def test_a_card_offers_only_what_the_ehr_does_not_already_hold(open_app: Any) -> None:
+    first = patient_view(open_app, two_failed_ssri_trials()).json["cards"][0]["suggestions"][0]["actions"]
+    assert first and {a["type"] for a in first} == {"create"}
+    recorded = [{**a["resource"], "id": f"out-{i}", "meta": {**a["resource"].get("meta", {}), "versionId": "1"}}
+                for i, a in enumerate(first)]
+
+    again = patient_view(open_app, [*two_failed_ssri_trials(), *recorded]).json["cards"]
+
+    assert again and all("suggestions" not in card for card in again)  # accepting twice cannot duplicate
 
 
 def test_two_outputs_with_one_identifier_in_the_ehr_are_a_412_naming_them(make_app: Any) -> None:
@@ -279,3 +297,17 @@ def test_pages_that_cannot_be_fetched_are_named_in_the_card_detail(open_app: Any
     del body["fhirServer"]
     detail = open_app.test_client().post(PV, json=body).json["cards"][0]["detail"]
     assert "prefetch conditions: the pages after the first could not be fetched" in detail
+
+
+def test_an_ehr_that_sends_no_outputs_and_names_no_fhir_server_is_still_answered(open_app: Any, make_app: Any) -> None:
+    prefetch = prefetch_for(templates(open_app), two_failed_ssri_trials())
+    for key in ("fhirtrdObservations", "fhirtrdFlags"):
+        del prefetch[key]
+    body = hook_request("patient-view", {"patientId": PATIENT_ID}, prefetch)
+
+    r = open_app.test_client().post(PV, json=body)
+    assert r.status_code == 200
+    assert {a["type"] for a in r.json["cards"][0]["suggestions"][0]["actions"]} == {"create"}
+    # systemActions cannot be planned without them: that call is refused, naming the keys
+    refused = make_app(system_actions=True).test_client().post(PV, json=body)
+    assert refused.status_code == 412 and "fhirtrdObservations" in refused.text
