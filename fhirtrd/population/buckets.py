@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -45,8 +45,8 @@ def encode(entry: Entry, raw: bytes | None = None) -> bytes:
 
 
 def decode(line: bytes) -> Entry:
-    """A bucket line back as its entry; raises orjson.JSONDecodeError for a line routed unparsed
-    that is not JSON (see `Splitter.quick_patient`)."""
+    """A bucket line back as its entry; raises `NotJson` for a line routed unparsed that is not
+    JSON (see `Splitter.quick_patient`)."""
     head, _, body = line.partition(b"\t")
     source, full_url = orjson.loads(head)
     try:
@@ -67,20 +67,27 @@ class NotJson(Exception):
         self.source = source
 
 
+def entries_of(lines: Iterable[bytes], report: ReadReport, path: str | None = None, offset: int = 0
+               ) -> Iterator[Entry]:
+    """Bucket lines as entries; for lines of a chunk of `path`, sources numbered as in the file
+    (`offset` lines before the chunk). A line routed unparsed that is not JSON becomes a warning."""
+    for line in lines:
+        try:
+            entry = decode(line)
+        except NotJson as exc:
+            report.warn(str(exc), reline(exc.source, path, offset) if path else exc.source)
+            continue
+        if offset and path:
+            entry = Entry(entry.resource, reline(entry.source, path, offset), entry.full_url)
+        yield entry
+
+
 def read_bucket(path: Path, report: ReadReport, chunk: Chunk | None = None, offset: int = 0) -> Iterator[Entry]:
     """A bucket file's entries; those split from `chunk` get their file's line numbers back."""
     if not path.exists():
         return
     with path.open("rb", buffering=1 << 20) as fh:
-        for line in fh:
-            try:
-                entry = decode(line)
-            except NotJson as exc:
-                report.warn(str(exc), reline(exc.source, chunk.path, offset) if chunk is not None else exc.source)
-                continue
-            if offset and chunk is not None:
-                entry = Entry(entry.resource, reline(entry.source, chunk.path, offset), entry.full_url)
-            yield entry
+        yield from entries_of(fh, report, chunk.path if chunk is not None else None, offset)
 
 
 @dataclass

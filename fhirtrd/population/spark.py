@@ -11,6 +11,7 @@ Executors need fhirtrd installed (`pip install fhirtrd[spark]`) and the input pa
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
@@ -23,9 +24,8 @@ from fhirtrd.fhir.reader import Entry, ReadReport
 from fhirtrd.population.buckets import (
     MEDICATIONS,
     Chunk,
-    NotJson,
     Splitter,
-    decode,
+    entries_of,
     line_offsets,
     plan_chunks,
     reline,
@@ -77,15 +77,10 @@ def _split(batches: Iterator[Any], buckets: int, settings: Settings) -> Iterator
 
 
 def _decoded(lines: Iterable[tuple[int, bytes]], placed: list[tuple[str, int]], report: ReadReport) -> Iterator[Entry]:
-    """Bucket lines of their chunks, sources numbered as in their files (see `buckets.Chunk`)."""
-    for chunk, line in lines:
+    """(chunk, bucket line) pairs as entries, sources numbered as in their files (see `buckets.Chunk`)."""
+    for chunk, group in itertools.groupby(lines, key=lambda pair: pair[0]):
         path, offset = placed[chunk]
-        try:
-            entry = decode(line.rstrip(b"\n"))
-        except NotJson as exc:
-            report.warn(str(exc), reline(exc.source, path, offset))
-            continue
-        yield Entry(entry.resource, reline(entry.source, path, offset), entry.full_url) if offset else entry
+        yield from entries_of((line.rstrip(b"\n") for _, line in group), report, path, offset)
 
 
 def _classify(group: Any, medications: list[tuple[int, bytes]], placed: list[tuple[str, int]],
