@@ -83,10 +83,16 @@ def discovery() -> Response:
     _authenticate(svc)
     services = [
         {"hook": s.hook, "title": s.title, "description": s.description, "id": s.id,
-         "prefetch": dict(svc.templates)}
+         "prefetch": _templates(svc, s.hook)}
         for s in SERVICES.values()
     ]
     return json_response({"services": services})
+
+
+def _templates(svc: Service, hook: str) -> dict[str, str]:
+    """A hook's prefetch templates: fhirtrd's own outputs only for patient-view (its cards and
+    systemActions record them; the order hooks write nothing)."""
+    return {k: v for k, v in svc.templates.items() if hook == "patient-view" or k not in OUTPUT_KEYS}
 
 
 def _source(svc: Service) -> dict[str, Any]:
@@ -199,7 +205,7 @@ def call_service(service_id: str) -> Response:
     # fhirtrd's outputs in the EHR are needed for systemActions; for a card's suggestion they only
     # spare offering what is already recorded, so an EHR that neither sends nor serves them is not refused
     optional = frozenset() if settings.system_actions else frozenset(OUTPUT_KEYS)
-    resources = gather(body, svc.templates, allowlist=settings.fhir_server_allowlist,
+    resources = gather(body, _templates(svc, hook.hook), allowlist=settings.fhir_server_allowlist,
                        fetcher_for=fetcher_for, not_obtained=not_obtained, optional=optional)
     as_of = svc.as_of()
     orders: list[dict[str, Any]] = []

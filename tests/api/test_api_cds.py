@@ -44,6 +44,8 @@ def test_discovery_lists_three_services_with_prefetch_templates(open_app: Any) -
         assert "{{context.patientId}}" in prefetch[key]
     assert "http://loinc.org|44261-6" in prefetch["scores"]  # PHQ-9, from mappings
     assert "44261-6" not in prefetch["labs"]
+    # fhirtrd's outputs already in the EHR, for patient-view only (the order hooks write nothing)
+    assert "_tag=" in prefetch["fhirtrdFlags"] and "fhirtrdFlags" not in services["fhirtrd-order-sign"]["prefetch"]
     for s in services.values():
         assert s["title"] and s["description"]
 
