@@ -14,6 +14,7 @@ tests hold it to that: it never accepts what the models reject.
 
 from __future__ import annotations
 
+import types
 import typing
 from dataclasses import dataclass, field
 from functools import cache
@@ -40,7 +41,7 @@ class _Shape:
 
 
 def _strip_optional(annotation: Any) -> Any:
-    if typing.get_origin(annotation) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(annotation) if a is not _NONE]
         if len(args) == 1:
             return args[0]
@@ -67,6 +68,7 @@ def _adapter(annotation: Any) -> Any:
 
 @cache
 def _shape(model: Any) -> _Shape:
+    """The table of a model class, read from its pydantic fields and their FHIR metadata."""
     base = model.__mro__
     is_resource = any(c.__name__ == "Resource" and c.__module__.endswith(".resource") for c in base)
     shape = _Shape(model.__resource_type__ if is_resource else None)
