@@ -105,6 +105,19 @@ def measure(label: str, patients: int, command: list[str], stdout: Path) -> Meas
                     round(max(peak, usage.ru_maxrss) / 1024, 1), proc.returncode, load=round(load, 1))
 
 
+def apart(fn: Any, *args: Any) -> None:
+    """Run `fn(*args)` in a fresh process: a population generated in this one would stay in its
+    memory, and every child started from it would count it (a child's peak RSS includes what its
+    parent held when it was forked)."""
+    import multiprocessing
+
+    proc = multiprocessing.get_context("spawn").Process(target=fn, args=args)
+    proc.start()
+    proc.join()
+    if proc.exitcode != 0:
+        raise SystemExit(f"{getattr(fn, '__name__', fn)} failed with exit code {proc.exitcode}")
+
+
 def fhirtrd(*args: str) -> list[str]:
     return [sys.executable, "-m", "fhirtrd", *args]
 
@@ -219,7 +232,7 @@ def spark_runs(work: Path, patients: int, seed: int, as_of: str) -> list[Measure
     """The local engine (2 workers) and the Spark engine (local[2]) on the same input."""
     d = work / f"spark{patients}"
     if not (d / "Patient.ndjson").exists():
-        generate(d, patients, seed, date.fromisoformat(as_of))
+        apart(generate, d, patients, seed, date.fromisoformat(as_of))
     runs = []
     for label, extra in (("local --workers 2", ["--workers", "2"]), ("spark local[2]", ["--engine", "spark"])):
         out = work / f"spark{patients}.{extra[-1]}"
@@ -253,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         for n in args.patients:
             d = work / f"mix{n}"
             if not (d / "Patient.ndjson").exists():
-                generate(d, n, args.seed, date.fromisoformat(as_of))
+                apart(generate, d, n, args.seed, date.fromisoformat(as_of))
             inputs[f"mix{n}_bytes"] = sum(f.stat().st_size for f in d.glob("*.ndjson"))
             runs += population_runs(f"mix{n}", d, n, work, (1, 2), as_of, n <= args.baseline_max)
             if n == args.patients[0]:
@@ -264,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         runs += population_runs(f"reduced{small}", red, small, work, (1,), as_of, False)
         reg = work / f"registry{args.registry}"
         if not (reg / "Patient.ndjson").exists():
-            registry(reg, args.registry, args.seed)
+            apart(registry, reg, args.registry, args.seed)
         inputs[f"registry{args.registry}_bytes"] = sum(f.stat().st_size for f in reg.glob("*.ndjson"))
         runs += population_runs(f"registry{args.registry}", reg, args.registry, work, (1,), as_of, True)
         inputs["floors"].append(parse_floor(f"registry{args.registry}", reg, args.registry))
