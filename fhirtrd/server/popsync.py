@@ -54,7 +54,8 @@ from fhirtrd.server.sync import (
     _stages,
 )
 
-PAGE_SIZE = 500
+#: outputs per page of the bulk read (servers cap it: sekmet at 1,000; fewer pages, less server work)
+PAGE_SIZE = 1000
 #: patients per transaction by default (bench/population_sync.py: docs/population.md)
 DEFAULT_BATCH_SIZE = 25
 WORK_SUFFIX = ".work"

@@ -238,4 +238,5 @@ def test_the_documented_commands_run_as_written(tmp_path: Path, sekmet: FhirServ
     wanted = _expected_identifiers(tmp_path / "population-out" / "results.ndjson", sekmet)
     assert _on_server(sekmet) == wanted
     assert f"outputs: {sum(wanted.values())} created" in runs[1].stderr
+    assert "1 transaction(s) of up to 25 patients" in runs[1].stderr  # the eight patients in one transaction
     assert "written 0" in runs[2].stderr and f"{sum(wanted.values())} unchanged" in runs[2].stderr
