@@ -15,6 +15,7 @@ from fhirtrd.server.cli_auth import add_auth_options
 
 EXIT_OK, EXIT_PATIENT_FAILED, EXIT_USAGE, EXIT_FATAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 DEFAULT_STATE = "fhirtrd-population-sync-state.json"
+DEFAULT_BATCH_SIZE = 25  # fhirtrd.server.popsync.DEFAULT_BATCH_SIZE (not imported: keeps `fhirtrd --help` light)
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -22,8 +23,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = subparsers.add_parser(
         "population-sync", help="write the results of `fhirtrd population` back to a FHIR server",
         description="Read the fhirtrd outputs already on the server in bulk (_tag search), plan each patient "
-                    "of RESULTS/results.ndjson with the sync's planner and write one transaction per patient "
-                    "that changed. Resumable through the state file. See docs/population.md.")
+                    "of RESULTS/results.ndjson with the sync's planner and write the patients that changed, "
+                    "--batch-size to a transaction. Resumable through the state file. See docs/population.md.")
     p.add_argument("--server", default=os.environ.get("FHIRTRD_SERVER"),
                    help="FHIR base URL (default: $FHIRTRD_SERVER)")
     p.add_argument("--results", type=Path, required=True, metavar="DIR",
@@ -31,6 +32,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--state", type=Path, default=Path(DEFAULT_STATE),
                    help=f"state file for resume (default: ./{DEFAULT_STATE})")
     p.add_argument("--report", metavar="FILE", help="write the JSON run report here ('-' for stdout)")
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="N",
+                   help=f"patients per transaction (default {DEFAULT_BATCH_SIZE}; 1 = one transaction per patient)")
     p.add_argument("--rate", type=float, default=20.0,
                    help="at most this many requests per second to the server (default 20; 0 = no limit)")
     p.add_argument("--timeout", type=float, default=120.0, help="read timeout in seconds (default 120)")
@@ -44,7 +47,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
     """Run `fhirtrd population-sync`; exit 0 ok, 1 a patient failed, 2 usage, 3 fatal, 130 stopped."""
-    from fhirtrd.server.cli_sync import Progress, _write_report, build_auth, sigterm_interrupts
+    from fhirtrd.server.cli_sync import _write_report, build_auth, sigterm_interrupts
     from fhirtrd.server.client import FhirClient, RateLimiter, RetryPolicy
     from fhirtrd.server.errors import ServerConfigError, ServerError
     from fhirtrd.server.popsync import run_population_sync
@@ -54,6 +57,8 @@ def run(args: argparse.Namespace, stdout: TextIO | None = None, stderr: TextIO |
     out, err = stdout or sys.stdout, stderr or sys.stderr
     results = args.results / "results.ndjson" if args.results.is_dir() else args.results
     try:
+        if args.batch_size < 1:
+            raise ServerConfigError(f"--batch-size must be at least 1 (got {args.batch_size})")
         if not args.server:
             raise ServerConfigError("--server URL is required (or set FHIRTRD_SERVER)")
         if not results.is_file():
@@ -68,11 +73,12 @@ def run(args: argparse.Namespace, stdout: TextIO | None = None, stderr: TextIO |
         err.write(f"fhirtrd population-sync: {exc}\n")
         return EXIT_USAGE
     config = SyncConfig(as_of=datetime.now(UTC).date(), output=OutputSettings(canonical_base=args.canonical_base))
-    progress = Progress(err, None)
+    progress = _Progress(err)
     err.write(f"fhirtrd population-sync: {results} to {client.base_url}\n")
     with sigterm_interrupts():
         try:
-            report = run_population_sync(client, results, config, state=state, progress=progress)
+            report = run_population_sync(client, results, config, state=state, progress=progress,
+                                         batch_size=args.batch_size)
         except ServerError as exc:
             progress.close()
             err.write(f"fhirtrd population-sync: {exc}\n")
@@ -85,3 +91,26 @@ def run(args: argparse.Namespace, stdout: TextIO | None = None, stderr: TextIO |
     if report.fatal:
         return EXIT_FATAL
     return EXIT_PATIENT_FAILED if report.failed else EXIT_OK
+
+
+
+class _Progress:
+    """One self-overwriting status line on stderr, only when stderr is a terminal (the sync's,
+    counted from the report's tallies: the population report keeps no per-patient list)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.enabled = stream.isatty()
+
+    def __call__(self, outcome: Any, report: Any) -> None:
+        if not self.enabled:
+            return
+        c = report.counts()
+        self.stream.write(f"\r  {report.processed} patients: {c['written']} written, {c['unchanged']} unchanged, "
+                          f"{c['failed']} failed   ")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\n")
+            self.stream.flush()

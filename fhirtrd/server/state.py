@@ -22,7 +22,7 @@ import json
 import os
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -140,6 +140,19 @@ class SyncState:
             else:
                 self.current.failed.pop(patient_id, None)
                 self.current.done[patient_id] = outcome
+            self._save()
+
+    def record_many(self, outcomes: Sequence[tuple[str, str, str | None]]) -> None:
+        """Remember several finished patients (patient id, outcome, failure) with one save."""
+        with self._lock:
+            if self.current is None:
+                raise StateFileError("record_many() before begin()")
+            for patient_id, outcome, failure in outcomes:
+                if failure is not None:
+                    self.current.failed[patient_id] = failure
+                else:
+                    self.current.failed.pop(patient_id, None)
+                    self.current.done[patient_id] = outcome
             self._save()
 
     def finish(self, finished: str) -> bool:

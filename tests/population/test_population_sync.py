@@ -1,4 +1,5 @@
-"""`fhirtrd population-sync` against a real FHIR server (sekmet): write-back, re-run, kill and resume."""
+"""`fhirtrd population-sync` against a real FHIR server (sekmet): batched write-back, re-run, kill and
+resume, a batch the server refuses."""
 
 from __future__ import annotations
 
@@ -99,7 +100,13 @@ def test_write_back_then_rerun_writes_nothing(tmp_path: Path, sekmet: FhirServer
     # the outputs were read in bulk: one search per output type, not one request per patient
     assert report["requests"]["by_kind"]["outputs"] == len(_types(sekmet))
     assert any("RiskAssessment" in w for w in report["warnings"]) != sekmet.searches_risk_assessment
-    assert report["counts"]["written"] == sum(1 for r in report["patients"] if r["assessments"])
+    contracts = [json.loads(line) for line in (out / "results.ndjson").read_text().splitlines()]
+    assert report["counts"]["written"] == sum(1 for c in contracts if c["assessments"])
+    # every patient's writes went in one transaction (8 patients, batch size 25), not one per patient
+    assert report["requests"]["by_kind"]["transaction"] == 1
+    assert report["batches"] == {"batch_size": 25, "sent": 1, "refused": 0}
+    assert report["patients"] == [] and report["failures"] == []  # counts, not one entry per patient
+    assert not (tmp_path / "state.json.work").exists()  # the spill of the outputs read is removed
 
     again = _sync(out, sekmet, state)
     assert again.returncode == 0, again.stderr
@@ -128,12 +135,12 @@ def _many_patients(out: Path, copies: int) -> Path:
 
 
 def test_a_killed_run_resumed_writes_each_output_exactly_once(tmp_path: Path, sekmet: FhirServer) -> None:
-    big = _many_patients(_population(tmp_path), 30)
+    big = _many_patients(_population(tmp_path), 40)
     wanted = _expected_identifiers(big / "results.ndjson", sekmet)
     patients = len((big / "results.ndjson").read_text().splitlines())
     state = tmp_path / "state.json"
     process = subprocess.Popen(["fhirtrd", "population-sync", "--server", sekmet.base_url, "--results", str(big),
-                                "--state", str(state), "--rate", "0"], env=ENV,
+                                "--state", str(state), "--rate", "0", "--batch-size", "20"], env=ENV,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
     done = 0
@@ -150,13 +157,16 @@ def test_a_killed_run_resumed_writes_each_output_exactly_once(tmp_path: Path, se
     process.wait(timeout=30)
     partial = _on_server(sekmet)
     assert 0 < sum(partial.values()) < sum(wanted.values())  # killed mid-run
+    recorded = json.loads(state.read_text())["current"]["done"]
+    assert len(recorded) % 20 == 0  # patients are recorded a whole batch at a time, after it commits
 
-    resumed = _sync(big, sekmet, state)
+    resumed = _sync(big, sekmet, state, "--batch-size", "20")
     assert resumed.returncode == 0, resumed.stderr
     report = json.loads(resumed.stdout)
     assert report["resumed"] is True and report["complete"] is True
     assert report["counts"]["skipped_already_done"] >= done
     assert report["counts"]["selected"] == patients
+    assert report["batches"]["sent"] >= 1 and report["batches"]["refused"] == 0
     on_server = _on_server(sekmet)
     assert on_server == wanted  # exactly one of each output per identifier
     assert set(on_server.values()) == {1}
@@ -178,6 +188,38 @@ def test_a_bad_line_is_named_and_the_others_are_written(tmp_path: Path, sekmet: 
     assert _on_server(sekmet) == wanted
 
 
+def test_a_patient_whose_entry_the_server_refuses_is_named_and_the_rest_of_its_batch_is_written(
+        tmp_path: Path, sekmet: FhirServer) -> None:
+    out = _population(tmp_path)
+    results = out / "results.ndjson"
+    contracts = [json.loads(line) for line in results.read_text().splitlines()]
+    bad = next(c for c in contracts if c["assessments"])
+    bad_id = bad["patient"].removeprefix("Patient/")
+    # two untagged copies of one of its outputs (a careless copy by another tool): the bulk read does
+    # not see them (no fhirtrd tag), and the create guarded by ifNoneExist=identifier now matches two
+    # resources, which the server refuses (412): the whole batch's transaction is refused
+    observation = next(e["resource"] for e in build_transaction(bad, OutputSettings())["entry"]
+                       if e["resource"]["resourceType"] == "Observation")
+    observation = {k: v for k, v in observation.items() if k not in ("id", "meta")}
+    session = sekmet.session()
+    for _ in range(2):
+        created = session.post(f"{sekmet.base_url}/Observation", json=observation,
+                               headers={"Content-Type": "application/fhir+json"}, timeout=30)
+        assert created.status_code == 201, created.text
+    wanted = _expected_identifiers(results, sekmet)
+
+    done = _sync(out, sekmet, tmp_path / "state.json")
+    assert done.returncode == 1, done.stderr
+    report = json.loads(done.stdout)
+    assert report["batches"] == {"batch_size": 25, "sent": 1, "refused": 1}
+    assert [f["patient"] for f in report["failures"]] == [f"Patient/{bad_id}"]
+    assert "412" in report["failures"][0]["reason"]
+    assert f"failed Patient/{bad_id}: HTTP 412" in done.stderr
+    others = Counter({k: n for k, n in wanted.items() if not k[1].startswith(f"{bad_id}/")})
+    assert _on_server(sekmet) == others  # the others of its batch are written, each once
+    assert report["counts"]["written"] == sum(1 for c in contracts if c["assessments"]) - 1
+
+
 def _documented() -> list[str]:
     section = DOC.read_text().split("## Writing the results back: `fhirtrd population-sync`", 1)[1]
     section = section.split("\n## ", 1)[0]
@@ -196,4 +238,5 @@ def test_the_documented_commands_run_as_written(tmp_path: Path, sekmet: FhirServ
     wanted = _expected_identifiers(tmp_path / "population-out" / "results.ndjson", sekmet)
     assert _on_server(sekmet) == wanted
     assert f"outputs: {sum(wanted.values())} created" in runs[1].stderr
+    assert "1 transaction(s) of up to 25 patients" in runs[1].stderr  # the eight patients in one transaction
     assert "written 0" in runs[2].stderr and f"{sum(wanted.values())} unchanged" in runs[2].stderr
