@@ -363,10 +363,11 @@ def run_population_sync(client: FhirClient, results: Path, config: SyncConfig, *
     store = OutputStore(workdir)
     work = PopulationSync(client, caps, config, issued, store.get)
 
-    def finish(outcomes: Sequence[PatientOutcome]) -> None:
+    def finish(outcomes: Sequence[PatientOutcome], through: int | None) -> None:
+        """Report a committed batch (or a bad line); the state file moves to its last line."""
         if state is not None:
-            state.record_many([(o.patient_id, o.status, o.reason if o.status == FAILED else None)
-                               for o in outcomes])
+            state.record_through(through, [(o.patient_id, o.reason or o.status) for o in outcomes
+                                           if o.status == FAILED])
         for outcome in outcomes:
             report.add(outcome)
             if progress is not None:
@@ -378,24 +379,26 @@ def run_population_sync(client: FhirClient, results: Path, config: SyncConfig, *
             report.warnings.append(f"the server cannot search {rtype} by patient, so {rtype} outputs are not written")
         batch: list[dict[str, Any]] = []
         in_batch: set[str] = set()
+        last = 0  # the line of the batch's last patient
         for number, contract, problem in iter_contracts(results):
-            if contract is None:
-                finish([PatientOutcome(f"line-{number}", FAILED, reason=problem, error="InputError")])
+            if contract is None:  # named now; the mark moves past it with the next batch
+                finish([PatientOutcome(f"line-{number}", FAILED, reason=problem, error="InputError")], None)
                 continue
             pid = _patient_of(contract)
-            if state is not None and state.is_done(pid):
+            if state is not None and state.is_done_through(number, pid):
                 report.skipped_done += 1
                 continue
             if pid in in_batch:  # the same patient twice: the second is planned after the first is written
-                finish(work.write_batch(batch))
+                finish(work.write_batch(batch), last)
                 batch, in_batch = [], set()
             batch.append(contract)
             in_batch.add(pid)
+            last = number
             if len(batch) >= batch_size:
-                finish(work.write_batch(batch))
+                finish(work.write_batch(batch), last)
                 batch, in_batch = [], set()
         if batch:
-            finish(work.write_batch(batch))
+            finish(work.write_batch(batch), last)
     except KeyboardInterrupt:
         report.interrupted = True
     except ServerError as exc:

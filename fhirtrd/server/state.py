@@ -7,13 +7,16 @@ Layout (JSON, version 1)::
      "last_complete": {"high_water_mark": "2024-06-01T02:00:00.000Z", "finished": "...", "run_id": "..."},
      "current": {"run_id": "...", "started": "...", "selection": {...}, "high_water_mark": "...",
                  "done": {"<patient id>": "written" | "unchanged" | "not-assessed"},
-                 "failed": {"<patient id>": "<reason>"}}}
+                 "failed": {"<patient id>": "<reason>"},
+                 "through_line": 1250}}   # population-sync only, instead of "done"
 
 A run records each finished patient as soon as it is done (the file is replaced atomically, so a
 crash leaves either the old or the new state). A later run with the same selection resumes: the
 patients in ``done`` are skipped, the failed ones are tried again. A run that ends with every
 patient done moves its high-water mark (the server's clock when the run started) to
-``last_complete``; ``--incremental`` uses that mark as ``--since``.
+``last_complete``; ``--incremental`` uses that mark as ``--since``. A population-sync run, which
+goes through ``results.ndjson`` in order, records a line mark instead of its done patients, so the
+file stays small whatever the population.
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ class CurrentRun:
     high_water_mark: str
     done: dict[str, str] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
+    through_line: int = 0  # a population run: every line of its results up to here is done or failed
 
 
 class SyncState:
@@ -74,6 +78,7 @@ class SyncState:
         self._lock = threading.Lock()
         self.last_complete: dict[str, str] | None = None
         self.current: CurrentRun | None = None
+        self.retry: frozenset[str] = frozenset()  # failed in the run being resumed: tried again
         self._load()
 
     def _load(self) -> None:
@@ -106,6 +111,7 @@ class SyncState:
                     high_water_mark=str(cur["high_water_mark"]),
                     done={str(k): str(v) for k, v in (cur.get("done") or {}).items()},
                     failed={str(k): str(v) for k, v in (cur.get("failed") or {}).items()},
+                    through_line=int(cur.get("through_line") or 0),
                 )
             except (KeyError, TypeError, AttributeError) as exc:
                 raise StateFileError(f"the state file {self.path} has a malformed 'current' run: {exc}") from exc
@@ -119,6 +125,7 @@ class SyncState:
         """Start a run, or resume the unfinished one with the same selection. True when resuming."""
         with self._lock:
             if self.current is not None and self.current.selection == dict(selection):
+                self.retry = frozenset(self.current.failed)
                 self.current.failed.clear()  # failed patients are tried again
                 self._save()
                 return True
@@ -142,17 +149,21 @@ class SyncState:
                 self.current.done[patient_id] = outcome
             self._save()
 
-    def record_many(self, outcomes: Sequence[tuple[str, str, str | None]]) -> None:
-        """Remember several finished patients (patient id, outcome, failure) with one save."""
+    def is_done_through(self, line: int, patient_id: str) -> bool:
+        """A population run: the results line was done in the run being resumed (and did not fail)."""
+        with self._lock:
+            return self.current is not None and line <= self.current.through_line and patient_id not in self.retry
+
+    def record_through(self, line: int | None, failures: Sequence[tuple[str, str]]) -> None:
+        """A population run: every results line up to `line` is done, these (id, reason) failed; the
+        file stays small whatever the population (the done patients are not listed)."""
         with self._lock:
             if self.current is None:
-                raise StateFileError("record_many() before begin()")
-            for patient_id, outcome, failure in outcomes:
-                if failure is not None:
-                    self.current.failed[patient_id] = failure
-                else:
-                    self.current.failed.pop(patient_id, None)
-                    self.current.done[patient_id] = outcome
+                raise StateFileError("record_through() before begin()")
+            for patient_id, failure in failures:
+                self.current.failed[patient_id] = failure
+            if line is not None:
+                self.current.through_line = max(self.current.through_line, line)
             self._save()
 
     def finish(self, finished: str) -> bool:
@@ -179,6 +190,8 @@ class SyncState:
             c = self.current
             doc["current"] = {"run_id": c.run_id, "started": c.started, "selection": c.selection,
                               "high_water_mark": c.high_water_mark, "done": c.done, "failed": c.failed}
+            if c.through_line:
+                doc["current"]["through_line"] = c.through_line
         text = json.dumps(doc, indent=1, sort_keys=True)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)

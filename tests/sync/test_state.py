@@ -42,3 +42,21 @@ def test_a_run_with_failures_keeps_its_mark_back_and_retries_only_the_failed(tmp
     again.record("p2", "written")
     assert again.finish("t4") is True
     assert SyncState(path, "https://a.example/fhir").high_water_mark == "2024-06-01T00:00:00.000Z"
+
+
+def test_a_population_run_keeps_a_line_mark_and_retries_the_failed_lines_before_it(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    state = SyncState(path, "https://a.example/fhir")
+    state.begin("r1", "t", {"mode": "population"}, "2024-06-01T00:00:00.000Z")
+    state.record_through(25, [("p7", "HTTP 412: two Flags with one identifier")])
+    state.record_through(50, [])
+    assert state.finish("t2") is False  # p7 failed: the run is not complete
+    assert path.stat().st_size < 1000  # 50 patients done, none of them listed
+
+    again = SyncState(path, "https://a.example/fhir")
+    assert again.begin("r2", "t3", {"mode": "population"}, "2024-06-02T00:00:00.000Z") is True
+    assert again.is_done_through(3, "p3") and again.is_done_through(50, "p50")
+    assert not again.is_done_through(7, "p7")  # failed: tried again
+    assert not again.is_done_through(51, "p51")  # after the mark
+    again.record_through(51, [])
+    assert again.finish("t4") is True
