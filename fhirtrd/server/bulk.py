@@ -7,6 +7,9 @@ keep the manifest with its `error` and `deleted` files for the report. It speaks
 `FhirClient` (session, SMART Backend Services or other auth, timeouts) as the sync. The flow follows
 the Bulk Data Access IG: kick-off with `Prefer: respond-async` → 202 + Content-Location; GET the
 status URL → 202 (X-Progress, Retry-After) until 200 + manifest; GET each file; DELETE the status URL.
+HAPI FHIR differs and is handled: its Retry-After is a fixed 120 s whatever the job's size (so
+`max_wait` bounds each wait), its files are Binary resources with `requiresAccessToken: true`, its
+manifest gives no counts, and it refuses to DELETE a completed job (404: `job_gone`, not an error).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -85,17 +88,19 @@ class ExportReport:
     files: dict[str, list[str]] = field(default_factory=lambda: {"output": [], "error": [], "deleted": []})
     counts: dict[str, int] = field(default_factory=dict)
     type_filter: str = "not asked"
+    types_refused: list[str] = field(default_factory=list)
     polls: int = 0
     waited_s: float = 0.0
     download_retries: int = 0
     deleted_job: bool = False
+    job_gone: bool = False
     errors: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {"transactionTime": self.transaction_time, "status_url": self.status_url, "files": self.files,
-                "counts": self.counts, "type_filter": self.type_filter, "polls": self.polls,
+                "counts": self.counts, "type_filter": self.type_filter, "types_refused": self.types_refused, "polls": self.polls,
                 "waited_s": round(self.waited_s, 1), "download_retries": self.download_retries,
-                "job_deleted": self.deleted_job, "errors": self.errors}
+                "job_deleted": self.deleted_job, "job_gone": self.job_gone, "errors": self.errors}
 
 
 class BulkExport:
@@ -150,7 +155,21 @@ class BulkExport:
 
     def kick_off(self, request: ExportRequest) -> str:
         """Start the export; the status URL. A server that refuses `_typeFilter` is asked again
-        without it (the classifier drops the Observations it does not read itself)."""
+        without it (the classifier drops the Observations it does not read itself). At patient and
+        group level, a server that refuses `Medication` (not in the Patient compartment; HAPI FHIR
+        answers 400 HAPI-0512) is asked again without it, and the report says so."""
+        try:
+            return self._kick_off(request)
+        except ResponseError as exc:
+            if (request.level == "system" or exc.status not in REFUSED or "Medication" not in request.types
+                    or "Medication" not in str(exc)):
+                raise
+        without = replace(request, types=tuple(t for t in request.types if t != "Medication"))
+        status_url = self._kick_off(without)
+        self.report.types_refused = ["Medication"]
+        return status_url
+
+    def _kick_off(self, request: ExportRequest) -> str:
         attempts = [True, False] if request.type_filters else [False]
         for with_filters in attempts:
             headers = self._headers()
@@ -250,10 +269,12 @@ class BulkExport:
             for old in [*self.out.glob("*.ndjson"), *self.out.glob("error/*.ndjson"), *self.out.glob("deleted/*.ndjson")]:
                 old.unlink()  # a new job: the directory holds this export only
             status_url = self.kick_off(request)
-            state.update({"status_url": status_url, "downloaded": {}, "type_filter": self.report.type_filter})
+            state.update({"status_url": status_url, "downloaded": {}, "type_filter": self.report.type_filter,
+                          "types_refused": self.report.types_refused})
             self._save_state(state)
         else:
             self.report.type_filter = state.get("type_filter", self.report.type_filter)
+            self.report.types_refused = list(state.get("types_refused", []))
         self.report.status_url = status_url
         manifest = self.poll(status_url)
         (self.out / "manifest.json").write_text(json.dumps(manifest, indent=2))
@@ -283,7 +304,10 @@ class BulkExport:
                     self.report.errors += [str(i.get("diagnostics", i.get("code"))) for i in outcome.get("issue", [])]
         response = self._send("DELETE", status_url, headers=self._headers())
         self.report.deleted_job = response.status_code in (200, 202, 204)
-        if not self.report.deleted_job:
+        # 404: nothing left to delete. HAPI FHIR answers so for a job that has completed ("already
+        # cancelled or has completed"); its files expire on the server's own schedule.
+        self.report.job_gone = response.status_code == 404
+        if not (self.report.deleted_job or self.report.job_gone):
             self.report.errors.append(f"DELETE {status_url}: HTTP {response.status_code} {response.text[:200]}")
         # The next incremental run starts from this export's transactionTime.
         self._save_state({"transactionTime": self.report.transaction_time, "request": manifest.get("request"),

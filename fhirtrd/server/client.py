@@ -232,6 +232,10 @@ class FhirClient:
         headers = {"Accept": FHIR_JSON, "User-Agent": f"fhirtrd/{__version__}", "Cache-Control": "no-cache"}
         if json_body is not None:
             headers["Content-Type"] = f"{FHIR_JSON}; charset=utf-8"
+            # FHIR lets a server carry an update's earlier tags forward (HAPI FHIR does): the old
+            # content-hash tag would stay beside the new one. HAPI's X-Meta-Snapshot-Mode makes
+            # the tags sent the whole set; other servers ignore the header.
+            headers["X-Meta-Snapshot-Mode"] = "TAG"
         headers.update(self.auth.headers(self.session, self.timeout))
         headers.update(extra_headers or {})
         if self.rate_limiter is not None:

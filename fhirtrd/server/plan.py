@@ -112,10 +112,16 @@ def business_identifier(resource: Mapping[str, Any], system: str = IDENTIFIER_SY
 
 
 def content_hash(resource: Mapping[str, Any], system: str = HASH_SYSTEM) -> str | None:
-    for tag in (resource.get("meta") or {}).get("tag") or []:
-        if isinstance(tag, dict) and tag.get("system") == system and tag.get("code"):
-            return str(tag["code"])
-    return None
+    """The resource's content-hash tag; None when it has none, or several.
+
+    FHIR lets a server carry the tags of earlier versions forward on update (HAPI FHIR does,
+    unless the writer sends X-Meta-Snapshot-Mode: TAG, as fhirtrd does): an output updated so
+    holds several hash tags, in no telling order, and which one is current cannot be known; it is
+    then treated as changed and written again (with one tag), never wrongly as unchanged.
+    """
+    codes = {str(tag["code"]) for tag in (resource.get("meta") or {}).get("tag") or []
+             if isinstance(tag, dict) and tag.get("system") == system and tag.get("code")}
+    return next(iter(codes)) if len(codes) == 1 else None
 
 
 def _version(resource: Mapping[str, Any]) -> str | None:

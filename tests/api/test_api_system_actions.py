@@ -1,32 +1,28 @@
-"""systemActions as the sync's plan, applied to a real FHIR server (sekmet) as an EHR would.
+"""systemActions as the sync's plan, applied to real FHIR servers (sekmet, HAPI) as an EHR would.
 
 Each patient-view reads fhirtrd's current outputs in the EHR (prefetch by `_tag`, or the fetch from
 fhirServer when the key is left out) and answers only what must change: create what is absent,
-update what changed (with its id), nothing when all is current.
+update what changed (with its id), nothing when all is current. The servers are the session's
+(``fhir_server``, tests/conftest.py), shared with other tests: this one keeps to its own patient.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from api_samples import PATIENT_ID, bipolar_condition, hook_request, two_failed_ssri_trials
+from api_samples import bipolar_condition, hook_request, two_failed_ssri_trials
 
 from fhirtrd.api.prefetch import render
-from tests.sync.conftest import FhirServer, start_sekmet, stop_sekmet
+from tests.sync.conftest import FhirServer
 
 pytestmark = pytest.mark.server
 PV = "/cds-services/fhirtrd-patient-view"
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
-
-
-@pytest.fixture(scope="module")
-def ehr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FhirServer]:
-    server = start_sekmet(tmp_path_factory.mktemp("sekmet-system-actions"))
-    yield server
-    stop_sekmet(server)
+PATIENT_ID = f"sysact-{uuid.uuid4().hex[:8]}"  # none of the session server's other tests uses it
 
 
 def put_all(ehr: FhirServer, resources: list[dict[str, Any]]) -> None:
@@ -38,10 +34,16 @@ def put_all(ehr: FhirServer, resources: list[dict[str, Any]]) -> None:
 
 
 def prefetched(ehr: FhirServer, templates: dict[str, str]) -> dict[str, Any]:
-    """The prefetch an EHR fills: every template run against the EHR's FHIR server."""
+    """The prefetch an EHR fills: every template run against the EHR's FHIR server.
+
+    With `Cache-Control: no-cache`, as an EHR filling prefetch through HAPI's REST API must send
+    (fhirtrd's own reads send it too): HAPI answers a search repeated within 60 s from its cache.
+    """
     out: dict[str, Any] = {}
+    session = ehr.session()
+    session.headers["Cache-Control"] = "no-cache"
     for key, template in templates.items():
-        r = ehr.session().get(f"{ehr.base_url}/{render(template, {'patientId': PATIENT_ID})}", timeout=30)
+        r = session.get(f"{ehr.base_url}/{render(template, {'patientId': PATIENT_ID})}", timeout=30)
         assert r.status_code == 200, (key, r.text[:300])
         body = r.json()
         assert not any(link.get("relation") == "next" for link in body.get("link", [])), key
@@ -50,14 +52,19 @@ def prefetched(ehr: FhirServer, templates: dict[str, str]) -> dict[str, Any]:
 
 
 def apply(ehr: FhirServer, actions: list[dict[str, Any]]) -> None:
-    """The actions as one transaction, as an EHR applies systemActions."""
+    """The actions as one transaction, as an EHR applies systemActions.
+
+    An update's resource is the whole new version, tags included: on HAPI, which otherwise carries
+    the earlier version's tags forward, the EHR says so with X-Meta-Snapshot-Mode (fhirtrd's own
+    sync sends it too). Without it fhirtrd, seeing two content hashes, proposes the update again.
+    """
     entries = []
     for action in actions:
         res = action["resource"]
         request = ({"method": "POST", "url": res["resourceType"]} if action["type"] == "create"
                    else {"method": "PUT", "url": f"{res['resourceType']}/{res['id']}"})
         entries.append({"resource": res, "request": request})
-    r = ehr.session().post(ehr.base_url, timeout=60, headers=FHIR_JSON,
+    r = ehr.session().post(ehr.base_url, timeout=60, headers={**FHIR_JSON, "X-Meta-Snapshot-Mode": "TAG"},
                            json={"resourceType": "Bundle", "type": "transaction", "entry": entries})
     assert r.status_code == 200, r.text[:500]
 
@@ -76,12 +83,13 @@ def versions(found: list[dict[str, Any]]) -> dict[str, str]:
 
 
 def test_patient_view_returns_the_plan_and_the_ehr_ends_with_one_of_each_output(
-        ehr: FhirServer, make_app: Callable[..., Any]) -> None:
+        fhir_server: FhirServer, make_app: Callable[..., Any]) -> None:
+    ehr = fhir_server
     app = make_app(system_actions=True, fhir_server_allowlist=[ehr.base_url])
     templates = app.extensions["fhirtrd"].templates
     tag = templates["fhirtrdFlags"].split("_tag=", 1)[1]
     client = app.test_client()
-    data = two_failed_ssri_trials()
+    data = two_failed_ssri_trials(PATIENT_ID)
     put_all(ehr, data)
 
     # 1. nothing of fhirtrd's in the EHR yet: every output is a create
@@ -100,7 +108,7 @@ def test_patient_view_returns_the_plan_and_the_ehr_ends_with_one_of_each_output(
     assert versions(outputs(ehr, tag)) == versions(after_first)
 
     # 3. a bipolar diagnosis is added: the changed outputs are updates by id, new ones creates
-    put_all(ehr, [bipolar_condition()])
+    put_all(ehr, [bipolar_condition(PATIENT_ID)])
     third = client.post(PV, json=hook_request("patient-view", {"patientId": PATIENT_ID},
                                               prefetched(ehr, templates), fhirServer=ehr.base_url)).json
     changes = third["systemActions"]

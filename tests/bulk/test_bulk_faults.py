@@ -11,6 +11,7 @@ import responses
 
 from fhirtrd.server.bulk import BulkExport, ExportRequest, default_request
 from fhirtrd.server.client import FhirClient
+from fhirtrd.server.errors import ResponseError
 from fhirtrd.terminology import load_terminology
 
 BASE = "https://ehr.example.org/fhir"
@@ -155,3 +156,40 @@ def test_an_interrupted_export_resumes_its_job_and_keeps_finished_files(tmp_path
         assert [c.request.url for c in second.calls][:2] == [STATUS, FILE]  # Patient file not fetched again
     assert report.files["output"] == ["Patient.000.ndjson", "Condition.001.ndjson"]
     assert (tmp_path / "Condition.001.ndjson").read_bytes() == LINES
+
+
+HAPI_0512 = {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "processing", "diagnostics":
+             "HAPI-0512: Resource types [Medication] are invalid for this type of export, as they do not contain "
+             "search parameters that refer to patients."}]}
+
+
+@responses.activate
+def test_a_group_export_refusing_medication_is_asked_again_without_it_and_a_404_delete_is_no_error(
+        tmp_path: Path) -> None:
+    """HAPI FHIR: Medication refused at group level (400 HAPI-0512); DELETE of a completed job 404."""
+    group = f"{BASE}/Group/g1/$export"
+    responses.get(group, status=400, json=HAPI_0512,
+                  match=[responses.matchers.query_param_matcher({"_type": "Condition,Medication"}, strict_match=False)])
+    responses.get(group, status=202, headers={"Content-Location": STATUS},
+                  match=[responses.matchers.query_param_matcher({"_type": "Condition"}, strict_match=False)])
+    responses.get(STATUS, json=_manifest())
+    responses.get(FILE, body=LINES)
+    responses.delete(STATUS, status=404, json={"resourceType": "OperationOutcome", "issue": [
+        {"severity": "error", "code": "not-found", "diagnostics": "Job instance <job1> was already cancelled or has "
+                                                                   "completed"}]})
+
+    report = _export(tmp_path, [], []).run(ExportRequest(level="group", group="g1", types=("Condition", "Medication")))
+
+    assert report.types_refused == ["Medication"]
+    assert report.job_gone and not report.deleted_job and report.errors == []
+    assert (tmp_path / "Condition.000.ndjson").read_bytes() == LINES
+
+
+@responses.activate
+def test_a_system_export_refusing_medication_fails_with_the_servers_words(tmp_path: Path) -> None:
+    """Only patient and group exports drop Medication: a system export that refuses it is an error."""
+    responses.get(f"{BASE}/$export", status=400, json=HAPI_0512)
+
+    with pytest.raises(ResponseError, match="HAPI-0512"):
+        _export(tmp_path, [], []).run(ExportRequest(types=("Condition", "Medication")))
+    assert len(responses.calls) == 1

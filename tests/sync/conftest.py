@@ -1,6 +1,7 @@
 """Fixtures for the sync tests: real FHIR R4 servers (sekmet-fhir, HAPI FHIR JPA) on free loopback ports.
 
-``fhir_server`` is parametrised over both servers, so every test that takes it runs on each; a test
+``fhir_server`` (defined in tests/conftest.py, so that tests/sync, tests/api and tests/bulk share one
+JVM) is parametrised over both servers, so every test that takes it runs on each; a test
 that needs one server's feature takes ``sekmet_server`` or ``hapi_server``. The HAPI jar is built by
 .ci/hapi.sh from tests/hapi (Maven Central); its JVM starts once per session (about a minute or
 two), H2 in files under its temporary working directory, ``-Xmx1g``.
@@ -200,15 +201,6 @@ def stop_server(server: FhirServer) -> None:
 
 
 stop_sekmet = stop_server
-
-
-@pytest.fixture(scope="session", params=SERVERS)
-def fhir_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FhirServer]:
-    """An open (no auth) server of each kind, shared by the session; tests keep to their own patients."""
-    kind = str(request.param)
-    server = start_server(kind, tmp_path_factory.mktemp(f"{kind}-open"))
-    yield server
-    stop_server(server)
 
 
 @dataclass

@@ -48,6 +48,17 @@ def test_same_hash_is_unchanged_other_hash_is_update_missing_is_create() -> None
         ("create", "p1/mdd/flag/trd", None)]
 
 
+def test_an_output_holding_two_hashes_is_updated_never_taken_as_unchanged() -> None:
+    """A server that carried an earlier version's hash tag forward (HAPI without snapshot mode):
+    the desired hash being one of the two proves nothing, so the output is written again."""
+    old = output("Observation", "p1/mdd/assessment", "bbb", "o1")
+    old["meta"]["tag"].insert(0, {"system": HASH, "code": "aaa"})
+
+    plan = plan_patient("p1", desired(output("Observation", "p1/mdd/assessment", "aaa")), [old])
+
+    assert [(a.kind, a.existing_id) for a in plan.actions] == [("update", "o1")]
+
+
 def test_nothing_to_write_gives_no_transaction() -> None:
     want = desired(output("Observation", "p1/mdd/assessment", "aaa"))
     plan = plan_patient("p1", want, [output("Observation", "p1/mdd/assessment", "aaa", "o1")])

@@ -148,6 +148,13 @@ def test_a_changed_patient_is_restaged_by_since_and_its_old_flag_made_inactive(
     assert parse_instant(old_flag["period"]["end"]) >= mark - timedelta(seconds=1)
     assert now["since-a/mdd/flag/treatment-resistant-depression"]["status"] == "active"
     assert parse_instant(str(state.high_water_mark)) > mark
+    # updated outputs hold one content hash: HAPI would carry the old one forward without
+    # fhirtrd's X-Meta-Snapshot-Mode: TAG, and the next run could not tell which is current
+    assert int(now["since-a/mdd/assessment"]["meta"]["versionId"]) > 1
+    assert {ref: len([t for t in r["meta"]["tag"] if t["system"].endswith("/CodeSystem/content-hash")])
+            for ref, r in now.items()} == {ref: 1 for ref in now}
+    again = sync(fhir_server, Selection("patients", patient_ids=("since-a",)), terminology)
+    assert [o.status for o in again.outcomes] == ["unchanged"]
 
 
 def test_an_interrupted_run_resumes_without_redoing_or_duplicating(

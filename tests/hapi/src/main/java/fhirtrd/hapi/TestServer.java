@@ -1,5 +1,6 @@
 package fhirtrd.hapi;
 
+import ca.uhn.fhir.batch2.api.IJobMaintenanceService;
 import ca.uhn.fhir.batch2.jobs.config.Batch2JobsConfig;
 import ca.uhn.fhir.batch2.jobs.export.BulkDataExportProvider;
 import ca.uhn.fhir.context.support.IValidationSupport;
@@ -33,13 +34,18 @@ import ca.uhn.fhir.rest.server.provider.ResourceProviderFactory;
 import ca.uhn.fhir.rest.server.util.ISearchParamRegistry;
 import jakarta.persistence.EntityManagerFactory;
 import java.util.Map;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
 import javax.sql.DataSource;
 import org.hibernate.cfg.AvailableSettings;
 import org.springframework.beans.factory.config.ConfigurableListableBeanFactory;
 import org.springframework.boot.SpringApplication;
 import org.springframework.boot.autoconfigure.SpringBootApplication;
 import org.springframework.boot.autoconfigure.orm.jpa.HibernateJpaAutoConfiguration;
+import org.springframework.boot.context.event.ApplicationReadyEvent;
 import org.springframework.boot.web.servlet.ServletRegistrationBean;
+import org.springframework.context.ApplicationListener;
 import org.springframework.context.annotation.Bean;
 import org.springframework.context.annotation.Import;
 import org.springframework.context.annotation.Primary;
@@ -71,10 +77,33 @@ public class TestServer {
 		settings.setAllowMultipleDelete(true);
 		settings.setAllowExternalReferences(true);
 		settings.setEnableTaskBulkExportJobExecution(true);
+		// Bulk $export is a batch2 job: a gated step moves on only at a job maintenance pass (every
+		// minute by default); with fast tracking a step of one work chunk starts the next at once.
+		settings.setJobFastTrackingEnabled(true);
 		settings.setIndexMissingFields(JpaStorageSettings.IndexEnabledEnum.DISABLED);
 		// Racing conditional creates: HAPI 6.6+ writes each match URL to a table with a unique
 		// constraint (HFJ_RES_SEARCH_URL, hapi-fhir#3141), always on; the race test counts the result.
 		return settings;
+	}
+
+	/**
+	 * A batch2 job maintenance pass every second once the server is up (HAPI schedules one a minute),
+	 * so a small Bulk $export completes in seconds, not minutes.
+	 */
+	@Bean
+	public ApplicationListener<ApplicationReadyEvent> frequentJobMaintenance(IJobMaintenanceService maintenance) {
+		ScheduledExecutorService timer = Executors.newSingleThreadScheduledExecutor(task -> {
+			Thread thread = new Thread(task, "fhirtrd-batch2-maintenance");
+			thread.setDaemon(true);
+			return thread;
+		});
+		return event -> timer.scheduleWithFixedDelay(() -> {
+			try {
+				maintenance.runMaintenancePass();
+			} catch (RuntimeException e) {
+				org.slf4j.LoggerFactory.getLogger(TestServer.class).warn("job maintenance pass failed", e);
+			}
+		}, 1, 1, TimeUnit.SECONDS);
 	}
 
 	@Bean

@@ -26,10 +26,13 @@ import org.hl7.fhir.instance.model.api.IBaseResource;
 /**
  * The HL7 validation engine (org.hl7.fhir.validation through HAPI's validation support chain), offline:
  * R4 core definitions from hapi-fhir-validation-resources-r4, plus the CodeSystems and ValueSets in
- * TERMINOLOGY_DIR. External code systems (SNOMED CT, LOINC, RxNorm) cannot be checked offline: an
- * unknown system is a warning, never an error.
+ * TERMINOLOGY_DIR, plus (optionally) those of an unpacked HL7 terminology package (hl7.terminology.r4,
+ * whose copies of the terminology.hl7.org CodeSystems are newer than the R4 core package's and win over
+ * them). External code systems (SNOMED CT, LOINC, RxNorm) cannot be checked offline: an unknown system is
+ * a warning, never an error.
  *
  * <p>Usage: java -Dloader.main=fhirtrd.hapi.Validate -jar fhirtrd-hapi.jar TERMINOLOGY_DIR FILE.ndjson
+ * [HL7_TERMINOLOGY_PACKAGE_DIR]
  * Prints one line per message: severity TAB line-number TAB location TAB message-id TAB message;
  * then "validated N resources". Exit code 0 even with errors: the caller judges.
  */
@@ -38,26 +41,24 @@ public final class Validate {
 	private Validate() {}
 
 	public static void main(String[] args) throws IOException {
-		if (args.length != 2) {
-			System.err.println("usage: Validate TERMINOLOGY_DIR FILE.ndjson");
+		if (args.length != 2 && args.length != 3) {
+			System.err.println("usage: Validate TERMINOLOGY_DIR FILE.ndjson [HL7_TERMINOLOGY_PACKAGE_DIR]");
 			System.exit(2);
 		}
 		FhirContext ctx = FhirContext.forR4();
 		PrePopulatedValidationSupport own = new PrePopulatedValidationSupport(ctx);
-		try (DirectoryStream<Path> files = Files.newDirectoryStream(Paths.get(args[0]), "{CodeSystem,ValueSet}-*.json")) {
-			for (Path file : files) {
-				IBaseResource resource = ctx.newJsonParser().parseResource(Files.readString(file));
-				String type = ctx.getResourceType(resource);
-				if ("CodeSystem".equals(type)) {
-					own.addCodeSystem(resource);
-				} else if ("ValueSet".equals(type)) {
-					own.addValueSet(resource);
-				}
-			}
+		load(ctx, own, Paths.get(args[0]));
+		// first in the chain: the HL7 terminology package's CodeSystems and ValueSets replace the
+		// R4 core package's older copies of the same canonical URLs
+		PrePopulatedValidationSupport hl7Terminology = new PrePopulatedValidationSupport(ctx);
+		if (args.length == 3) {
+			int loaded = load(ctx, hl7Terminology, Paths.get(args[2]));
+			System.err.println("loaded " + loaded + " CodeSystems and ValueSets from " + args[2]);
 		}
 		UnknownCodeSystemWarningValidationSupport unknown = new UnknownCodeSystemWarningValidationSupport(ctx);
 		unknown.setNonExistentCodeSystemSeverity(IValidationSupport.IssueSeverity.WARNING);
 		ValidationSupportChain chain = new ValidationSupportChain(
+				hl7Terminology,
 				new DefaultProfileValidationSupport(ctx),
 				own,
 				new CommonCodeSystemsTerminologyService(ctx),
@@ -93,5 +94,24 @@ public final class Validate {
 			}
 		}
 		out.println("validated " + count + " resources");
+	}
+
+	/** Adds every CodeSystem-*.json and ValueSet-*.json of DIR to SUPPORT; returns how many. */
+	private static int load(FhirContext ctx, PrePopulatedValidationSupport support, Path dir) throws IOException {
+		int count = 0;
+		try (DirectoryStream<Path> files = Files.newDirectoryStream(dir, "{CodeSystem,ValueSet}-*.json")) {
+			for (Path file : files) {
+				IBaseResource resource = ctx.newJsonParser().parseResource(Files.readString(file));
+				String type = ctx.getResourceType(resource);
+				if ("CodeSystem".equals(type)) {
+					support.addCodeSystem(resource);
+					count++;
+				} else if ("ValueSet".equals(type)) {
+					support.addValueSet(resource);
+					count++;
+				}
+			}
+		}
+		return count;
 	}
 }
