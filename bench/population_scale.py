@@ -208,6 +208,24 @@ def _digest_of_baseline(path: Path) -> str:
     return hashlib.sha256(b"".join(orjson.dumps(r) + b"\n" for r in results)).hexdigest()
 
 
+def digest_of_baseline(path: Path) -> str:
+    """The digest of `classify --format json`'s results as NDJSON lines, computed in a fresh process
+    (parsing a big baseline here would be counted in every later child's peak memory)."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+        return pool.submit(_digest_of_baseline, path).result()
+
+
+def digest_of_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
 def population_runs(name: str, directory: Path, patients: int, work: Path, workers: tuple[int, ...],
                     as_of: str, baseline: bool) -> list[Measured]:
     runs = []
@@ -215,14 +233,14 @@ def population_runs(name: str, directory: Path, patients: int, work: Path, worke
         b = measure(f"{name} classify (1 process)", patients,
                     fhirtrd("classify", str(directory), "--as-of", as_of, "--format", "json", "--no-progress"),
                     work / f"{name}.classify.json")
-        b.digest = _digest_of_baseline(work / f"{name}.classify.json")
+        b.digest = digest_of_baseline(work / f"{name}.classify.json")
         runs.append(b)
     for w in workers:
         out = work / f"{name}.w{w}"
         m = measure(f"{name} population --workers {w}", patients,
                     fhirtrd("population", str(directory), "--out", str(out), "--as-of", as_of, "--workers", str(w)),
                     work / f"{name}.w{w}.summary")
-        m.digest = hashlib.sha256((out / "results.ndjson").read_bytes()).hexdigest()
+        m.digest = digest_of_file(out / "results.ndjson")
         runs.append(m)
         shutil.rmtree(out, ignore_errors=True)
     return runs
@@ -239,7 +257,7 @@ def spark_runs(work: Path, patients: int, seed: int, as_of: str) -> list[Measure
         m = measure(f"spark{patients} population {label}", patients,
                     fhirtrd("population", str(d), "--out", str(out), "--as-of", as_of, "--buckets", "8", *extra),
                     work / f"spark{patients}.{extra[-1]}.summary")
-        m.digest = hashlib.sha256((out / "results.ndjson").read_bytes()).hexdigest()
+        m.digest = digest_of_file(out / "results.ndjson")
         runs.append(m)
         shutil.rmtree(out, ignore_errors=True)
     return runs

@@ -37,7 +37,8 @@ from fhirtrd.population.buckets import (
 )
 from fhirtrd.terminology import Terminology, load_terminology
 
-CHUNK_BYTES = 32 << 20  # input one process splits at a time
+CHUNK_BYTES = 32 << 20  # input one process splits at a time (at least)
+CHUNKS_PER_WORKER = 16
 TARGET_BUCKET_BYTES = 48 << 20  # relevant input per bucket: keeps a worker's patients well under 100 MB
 MAX_BUCKETS = 4096
 
@@ -177,13 +178,24 @@ def classify_bucket(directory: str, bucket: int, chunks: Sequence[tuple[Chunk, i
     return outcome, WarningSchema(many=True).dump(report.warnings)
 
 
-def default_buckets(paths: Sequence[Path | str], workers: int) -> int:
-    """Enough buckets that each holds about TARGET_BUCKET_BYTES of input (gzip counted ×8)."""
+def input_bytes(paths: Sequence[Path | str]) -> int:
+    """The size of the input (gzip counted ×8, about what it holds)."""
     total = 0
     for p in map(Path, paths):
         files = [p] if p.is_file() else [f for f in p.rglob("*") if f.is_file()] if p.is_dir() else []
         total += sum(f.stat().st_size * (8 if f.name.endswith(".gz") else 1) for f in files)
-    return max(4 * workers, min(MAX_BUCKETS, -(-total // TARGET_BUCKET_BYTES)))
+    return total
+
+
+def default_buckets(paths: Sequence[Path | str], workers: int) -> int:
+    """Enough buckets that each holds about TARGET_BUCKET_BYTES of input."""
+    return max(4 * workers, min(MAX_BUCKETS, -(-input_bytes(paths) // TARGET_BUCKET_BYTES)))
+
+
+def default_chunk_bytes(paths: Sequence[Path | str], workers: int) -> int:
+    """CHUNK_BYTES, or more for a big input: about CHUNKS_PER_WORKER chunks a worker. Each chunk
+    writes one file per bucket, so small chunks of a big export would make hundreds of thousands."""
+    return max(CHUNK_BYTES, input_bytes(paths) // (workers * CHUNKS_PER_WORKER))
 
 
 def _merge(parts: list[Path], out: Path, *, dedupe: bool = False) -> int:
@@ -235,7 +247,7 @@ class PopulationRun:
 
 
 def run_local(paths: Sequence[Path | str], out: Path, settings: Settings, *, workers: int | None = None,
-              buckets: int | None = None, work: Path | None = None, chunk_bytes: int = CHUNK_BYTES) -> PopulationRun:
+              buckets: int | None = None, work: Path | None = None, chunk_bytes: int | None = None) -> PopulationRun:
     """Classify everything under `paths` into `out` with `workers` processes (default: all cores)."""
     from fhirtrd.schemas import WarningSchema
 
@@ -248,7 +260,7 @@ def run_local(paths: Sequence[Path | str], out: Path, settings: Settings, *, wor
     seconds: dict[str, float] = {}
     began = time.perf_counter()
     read = ReadReport()
-    chunks = plan_chunks(paths, read, chunk_bytes)
+    chunks = plan_chunks(paths, read, chunk_bytes or default_chunk_bytes(paths, workers))
     _load(settings)
     pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 else None
     try:
