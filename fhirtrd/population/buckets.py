@@ -30,7 +30,8 @@ _TYPE = re.compile(rb'\s*\{\s*"resourceType"\s*:\s*"([A-Za-z]+)"')  # written fi
 _CODE = re.compile(rb'"code"\s*:\s*"([^"\\]*)"')  # every Coding.code (and any other "code") of a line
 _SUBJECT = re.compile(rb'"subject"\s*:\s*\{\s*"reference"\s*:\s*"([^"\\]*)"')
 _PARSED_ALWAYS = frozenset({b"Patient", b"Medication", b"Bundle"})
-_FLUSH = 1 << 16
+_FLUSH = 1 << 16  # a bucket's buffer is written out at this size…
+_BUFFERS = 16 << 20  # …or less, so all of a split process's buffers stay within this
 
 
 def bucket_of(pid: str, buckets: int) -> int:
@@ -112,6 +113,7 @@ class Splitter:
         self.observation_codes = frozenset(code.encode() for _, code in (*terminology.observations,
                                                                           *terminology.panels))
         self.buffers: dict[str, bytearray] = {}
+        self.flush_at = max(4096, min(_FLUSH, _BUFFERS // max(1, buckets)))
         self.aliases: dict[str, str] = {}
         self.report = SplitReport()
 
@@ -123,7 +125,7 @@ class Splitter:
         if buf is None:
             buf = self.buffers[name] = bytearray()
         buf += data
-        if len(buf) >= _FLUSH:
+        if len(buf) >= self.flush_at:
             self._flush(name)
 
     def _flush(self, name: str) -> None:
