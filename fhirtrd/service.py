@@ -18,7 +18,8 @@ from fhirtrd.domain.model import DataWarning, PatientResult
 from fhirtrd.errors import InputError
 from fhirtrd.fhir.inbound import Adapter, RecordBuilder
 from fhirtrd.fhir.inbound.common import is_fhir_id, patient_of, server_base
-from fhirtrd.fhir.reader import Entry, ReadReport, expand, input_files, read_path
+from fhirtrd.fhir.elements import MAX_DEPTH, depth_exceeds
+from fhirtrd.fhir.reader import Entry, ReadReport, expand, input_files, read_path, resource_ref
 from fhirtrd.terminology import Terminology
 
 
@@ -50,6 +51,14 @@ class Run:
         base = server_base(entry.full_url) if entry.full_url else None
         if base:
             self.bases.add(base)
+        if rtype not in self.adapter.handlers and rtype not in ("Medication", "Patient"):
+            return  # most resources of a record: decided before anything else is looked at
+        if rtype == "Observation" and not self.adapter.observation_hits(r):
+            return
+        if depth_exceeds(r):  # before any reader walks it
+            self.report.warn(f"nested deeper than {MAX_DEPTH} levels; skipped", entry.source,
+                             resource=resource_ref(r), code="too-deep")
+            return
         if rtype == "Medication":
             self.adapter.remember_medication(r, entry.full_url)
             return
@@ -70,8 +79,6 @@ class Run:
                     self.uuid_alias[entry.full_url[9:]] = pid
             self.builder(pid)
             return
-        if rtype not in self.adapter.handlers or (rtype == "Observation" and not self.adapter.observation_hits(r)):
-            return  # most resources of a record: decided before resolving whose they are
         pid, problem = patient_of(r, self.aliases, self.bases)
         if pid is None:
             rid = r.get("id")

@@ -150,17 +150,17 @@ def texts(concept: Any, element: str) -> list[str]:
 
 
 def depth_exceeds(value: Any, limit: int = MAX_DEPTH) -> bool:
-    """True when `value` nests objects/lists deeper than `limit` (checked without recursion)."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, level = stack.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        if level > limit:
+    """True when `value` nests objects/lists deeper than `limit` (level by level, without recursion)."""
+    if not isinstance(value, (dict, list)):
+        return False
+    level, depth = [value], 1
+    while level:
+        deeper: list[Any] = []
+        for item in level:
+            for child in item.values() if isinstance(item, dict) else item:
+                if isinstance(child, (dict, list)):
+                    deeper.append(child)
+        if deeper and depth >= limit:
             return True
-        stack.extend((child, level + 1) for child in children if isinstance(child, (dict, list)))
+        level, depth = deeper, depth + 1
     return False

@@ -18,7 +18,6 @@ import orjson
 
 from fhirtrd.domain.model import DataWarning
 from fhirtrd.errors import InputError
-from fhirtrd.fhir.elements import MAX_DEPTH, depth_exceeds
 
 SUFFIXES = (".json", ".json.gz", ".ndjson", ".ndjson.gz")
 #: Bundles inside Bundles deeper than this are refused (real exports nest one or two)
@@ -135,28 +134,25 @@ def _looks_like_ndjson(data: bytes) -> bool:
 def expand(value: Any, where: str, report: ReadReport, *, level: int = 1) -> Iterator[Entry]:
     """A parsed JSON value as resources: Bundles are opened (nested ones too), others passed on.
 
-    A resource nested deeper than `elements.MAX_DEPTH` levels, or Bundles nested more than
-    `MAX_BUNDLE_NESTING` deep, become a warning naming it and are skipped; the rest is read.
+    Bundles nested more than `MAX_BUNDLE_NESTING` deep become a warning naming them and are skipped;
+    the rest is read. (How deep a resource nests is checked where it is read, `service.Run.add`:
+    only for the resources the classifier reads.)
     """
     if not isinstance(value, dict) or not isinstance(value.get("resourceType"), str):
         report.warn("not a FHIR resource (no resourceType); skipped", where, code="not-fhir")
         return
     if value["resourceType"] != "Bundle":
-        if depth_exceeds(value):
-            report.warn(f"nested deeper than {MAX_DEPTH} levels; skipped", where, resource=_ref(value),
-                        code="too-deep")
-            return
         yield Entry(value, where)
         return
     if level > MAX_BUNDLE_NESTING:
-        report.warn(f"Bundles nested more than {MAX_BUNDLE_NESTING} deep; skipped", where, resource=_ref(value),
+        report.warn(f"Bundles nested more than {MAX_BUNDLE_NESTING} deep; skipped", where, resource=resource_ref(value),
                     code="too-deep")
         return
     entries = value.get("entry")
     if entries is None:
         return
     if not isinstance(entries, list):
-        report.warn("Bundle.entry is not a list; bundle skipped", where, resource=_ref(value),
+        report.warn("Bundle.entry is not a list; bundle skipped", where, resource=resource_ref(value),
                     element="Bundle.entry")
         return
     for i, entry in enumerate(entries):
@@ -178,7 +174,7 @@ def expand(value: Any, where: str, report: ReadReport, *, level: int = 1) -> Ite
             yield from (Entry(e.resource, e.source, full_url) for e in expand(res, at, report, level=level + 1))
 
 
-def _ref(resource: dict[str, Any]) -> str:
+def resource_ref(resource: dict[str, Any]) -> str:
     rid = resource.get("id")
     rtype = resource.get("resourceType")
     return f"{rtype}/{rid[:80]}" if isinstance(rid, str) else str(rtype)
