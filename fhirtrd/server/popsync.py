@@ -34,7 +34,7 @@ from fhirtrd.errors import FhirtrdError
 from fhirtrd.fhir.outbound import build_transaction, is_fhirtrd_output, plan_flag_deactivations
 from fhirtrd.fhir.outbound_errors import OutboundError
 from fhirtrd.server.client import FhirClient, ServerCapabilities
-from fhirtrd.server.errors import AuthError, ResponseError, ServerError, UnexpectedResponse
+from fhirtrd.server.errors import AuthError, ServerError, UnexpectedResponse
 from fhirtrd.server.fetch import output_tag_param
 from fhirtrd.server.plan import KINDS, PatientPlan, business_identifier, plan_patient, to_transaction
 from fhirtrd.server.state import SyncState, fhir_instant
@@ -42,14 +42,12 @@ from fhirtrd.server.sync import (
     FAILED,
     NOT_ASSESSED,
     PLANNED,
-    REPLANS,
     UNCHANGED,
     WRITTEN,
     PatientOutcome,
     PatientSync,
     RunReport,
     SyncConfig,
-    _lost_race,
     _reason,
     _stages,
 )
@@ -179,30 +177,8 @@ class PopulationSync(PatientSync):
     def write(self, contract: dict[str, Any], fresh: bool = False) -> PatientOutcome:
         """One patient, one transaction (planned from a fresh read when ``fresh``)."""
         patient_id = _patient_of(contract)
-        outcome = PatientOutcome(patient_id, FAILED, read=True)
-        try:
-            outcome.stages = _stages(contract)
-            outcome.assessed = bool(outcome.stages)
-            for attempt in range(REPLANS + 1):
-                plan = self.plan_from(patient_id, contract, fresh=fresh or attempt > 0)
-                outcome.plan = plan
-                try:
-                    written = self.apply(plan)
-                except ResponseError as exc:
-                    if attempt < REPLANS and _lost_race(exc):
-                        outcome.replans += 1
-                        continue
-                    raise
-                outcome.status = WRITTEN if written else (UNCHANGED if outcome.assessed else NOT_ASSESSED)
-                break
-        except AuthError:
-            raise
-        except (FhirtrdError, OutboundError) as exc:
-            outcome.status, outcome.reason, outcome.error = FAILED, _reason(exc), type(exc).__name__
-        except Exception as exc:  # noqa: BLE001 - one patient's defect must not end the run
-            outcome.status, outcome.error = FAILED, type(exc).__name__
-            outcome.reason = f"internal error: {type(exc).__name__}: {exc}"
-        return outcome
+        return self.settle(PatientOutcome(patient_id, FAILED, read=True), lambda: contract,
+                           lambda c, attempt: self.plan_from(patient_id, c, fresh=fresh or attempt > 0))
 
     def _commit(self, bundle: dict[str, Any]) -> None:
         response = self.client.transaction(bundle)

@@ -154,15 +154,24 @@ class PatientSync:
 
     def __call__(self, patient_id: str) -> PatientOutcome:
         outcome = PatientOutcome(patient_id, FAILED)
-        try:
-            record = fetch_patient(self.client, self.caps, patient_id,
-                                   use_everything=self.config.use_everything)
+
+        def read_and_assess() -> dict[str, Any]:
+            record = fetch_patient(self.client, self.caps, patient_id, use_everything=self.config.use_everything)
             outcome.read = True
-            contract = self.assess(patient_id, record.resources)
+            return self.assess(patient_id, record.resources)
+
+        return self.settle(outcome, read_and_assess, lambda contract, attempt: self.plan(patient_id, contract))
+
+    def settle(self, outcome: PatientOutcome, contract_of: Callable[[], dict[str, Any]],
+               plan_for: Callable[[dict[str, Any], int], PatientPlan]) -> PatientOutcome:
+        """One patient's plan and apply: planned again after a lost race (up to REPLANS times); any
+        failure but an authentication one becomes the outcome's reason, never the run's end."""
+        try:
+            contract = contract_of()
             outcome.stages = _stages(contract)
             outcome.assessed = bool(outcome.stages)
             for attempt in range(REPLANS + 1):
-                plan = self.plan(patient_id, contract)
+                plan = plan_for(contract, attempt)
                 outcome.plan = plan
                 if self.config.dry_run:
                     outcome.status = PLANNED if plan.writes else (UNCHANGED if outcome.assessed else NOT_ASSESSED)
@@ -172,7 +181,7 @@ class PatientSync:
                 except ResponseError as exc:
                     if attempt < REPLANS and _lost_race(exc):
                         outcome.replans += 1
-                        continue  # another sync wrote this patient's outputs meanwhile: plan again
+                        continue  # another writer wrote this patient's outputs meanwhile: plan again
                     raise
                 outcome.status = WRITTEN if written else (UNCHANGED if outcome.assessed else NOT_ASSESSED)
                 break
@@ -185,7 +194,6 @@ class PatientSync:
             outcome.reason = f"internal error: {type(exc).__name__}: {exc}"
             outcome.error = type(exc).__name__
         return outcome
-
 
 @dataclass
 class RunReport:
