@@ -47,7 +47,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
     """Run `fhirtrd population-sync`; exit 0 ok, 1 a patient failed, 2 usage, 3 fatal, 130 stopped."""
-    from fhirtrd.server.cli_sync import _write_report, build_auth, sigterm_interrupts
+    from fhirtrd.server.cli_sync import Progress, _write_report, build_auth, sigterm_interrupts
     from fhirtrd.server.client import FhirClient, RateLimiter, RetryPolicy
     from fhirtrd.server.errors import ServerConfigError, ServerError
     from fhirtrd.server.popsync import run_population_sync
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace, stdout: TextIO | None = None, stderr: TextIO |
         err.write(f"fhirtrd population-sync: {exc}\n")
         return EXIT_USAGE
     config = SyncConfig(as_of=datetime.now(UTC).date(), output=OutputSettings(canonical_base=args.canonical_base))
-    progress = _Progress(err)
+    progress = Progress(err, None, done=lambda report: int(report.processed))  # tallies: no per-patient list
     err.write(f"fhirtrd population-sync: {results} to {client.base_url}\n")
     with sigterm_interrupts():
         try:
@@ -91,26 +91,3 @@ def run(args: argparse.Namespace, stdout: TextIO | None = None, stderr: TextIO |
     if report.fatal:
         return EXIT_FATAL
     return EXIT_PATIENT_FAILED if report.failed else EXIT_OK
-
-
-
-class _Progress:
-    """One self-overwriting status line on stderr, only when stderr is a terminal (the sync's,
-    counted from the report's tallies: the population report keeps no per-patient list)."""
-
-    def __init__(self, stream: TextIO) -> None:
-        self.stream = stream
-        self.enabled = stream.isatty()
-
-    def __call__(self, outcome: Any, report: Any) -> None:
-        if not self.enabled:
-            return
-        c = report.counts()
-        self.stream.write(f"\r  {report.processed} patients: {c['written']} written, {c['unchanged']} unchanged, "
-                          f"{c['failed']} failed   ")
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            self.stream.write("\n")
-            self.stream.flush()

@@ -126,16 +126,18 @@ def build_auth(args: argparse.Namespace, client: FhirClient) -> Auth:
 class Progress:
     """One self-overwriting status line on stderr, only when stderr is a terminal."""
 
-    def __init__(self, stream: TextIO, total: int | None) -> None:
+    def __init__(self, stream: TextIO, total: int | None,
+                 done: Callable[[Any], int] = lambda report: len(report.outcomes)) -> None:
         self.stream = stream
         self.total = total
+        self.done = done
         self.enabled = stream.isatty()
 
-    def __call__(self, outcome: PatientOutcome, report: RunReport) -> None:
+    def __call__(self, outcome: PatientOutcome, report: Any) -> None:
         if not self.enabled:
             return
         c = report.counts()
-        done = len(report.outcomes)
+        done = self.done(report)
         of = f"/{self.total}" if self.total else ""
         self.stream.write(f"\r  {done}{of} patients: {c['written']} written, {c['unchanged']} unchanged, "
                           f"{c['failed']} failed   ")

@@ -34,7 +34,7 @@ from fhirtrd.errors import FhirtrdError
 from fhirtrd.fhir.outbound import build_transaction, is_fhirtrd_output, plan_flag_deactivations
 from fhirtrd.fhir.outbound_errors import OutboundError
 from fhirtrd.server.client import FhirClient, ServerCapabilities
-from fhirtrd.server.errors import AuthError, ServerError, UnexpectedResponse
+from fhirtrd.server.errors import AuthError, ServerError
 from fhirtrd.server.fetch import output_tag_param
 from fhirtrd.server.plan import KINDS, PatientPlan, business_identifier, plan_patient, to_transaction
 from fhirtrd.server.state import SyncState, fhir_instant
@@ -179,16 +179,6 @@ class PopulationSync(PatientSync):
         patient_id = _patient_of(contract)
         return self.settle(PatientOutcome(patient_id, FAILED, read=True), lambda: contract,
                            lambda c, attempt: self.plan_from(patient_id, c, fresh=fresh or attempt > 0))
-
-    def _commit(self, bundle: dict[str, Any]) -> None:
-        response = self.client.transaction(bundle)
-        for i, entry in enumerate(response.get("entry") or []):
-            status = str((entry.get("response") or {}).get("status", ""))
-            if not status[:1] == "2":
-                raise UnexpectedResponse(
-                    f"transaction entry {i} answered {status!r} inside a successful transaction",
-                    method="POST", url=self.client.base_url, status=200,
-                )
 
     def write_batch(self, contracts: Sequence[dict[str, Any]]) -> list[PatientOutcome]:
         """Plan each patient; send every write of the batch as one transaction.

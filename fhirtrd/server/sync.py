@@ -142,6 +142,11 @@ class PatientSync:
         bundle = to_transaction(plan, self.caps, self.config.conventions)
         if bundle is None:
             return False
+        self._commit(bundle)
+        return True
+
+    def _commit(self, bundle: dict[str, Any]) -> None:
+        """Send one transaction; an entry answered with other than 2xx inside it is an error."""
         response = self.client.transaction(bundle)
         for i, entry in enumerate(response.get("entry") or []):
             status = str((entry.get("response") or {}).get("status", ""))
@@ -150,7 +155,6 @@ class PatientSync:
                     f"transaction entry {i} answered {status!r} inside a successful transaction",
                     method="POST", url=self.client.base_url, status=200,
                 )
-        return True
 
     def __call__(self, patient_id: str) -> PatientOutcome:
         outcome = PatientOutcome(patient_id, FAILED)
